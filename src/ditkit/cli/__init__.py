@@ -1,0 +1,64 @@
+"""The ``ditkit`` command line: a thin layer that parses arguments and calls the library.
+
+Each subcommand lives in its own module here with two functions:
+``add_parser(subparsers)`` registers its flags (and sets ``func``), ``run(args)`` does the work by
+calling the library. User errors (``DitkitError``) become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import DitkitError
+from ..version import __version__
+
+# Order is the order shown by ``ditkit --help``.
+_COMMANDS = ("sample", "train", "eval", "flops", "info")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the usage block on errors; we want one clear line."""
+
+    def error(self, message):  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ditkit",
+        description="Diffusion Transformers: train, sample, evaluate and count Gflops.",
+    )
+    parser.add_argument("--version", action="version", version=f"ditkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except DitkitError as exc:
+        print(f"ditkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ditkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
