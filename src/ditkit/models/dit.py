@@ -1,0 +1,395 @@
+"""The Diffusion Transformer (Peebles & Xie, 2022) with the paper's four conditioning blocks.
+
+Sections: config and presets · attention / MLP · the four block designs · final layers · DiT ·
+``create_model``. The ``adaln-zero`` model's parameter names and numerics match the official
+``models.py``, so official checkpoints load as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import DitkitError
+from .embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_2d_position_embedding
+
+BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context")
+
+# --------------------------------------------------------------------------------------------
+# Config and the paper's model sizes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DiTConfig:
+    """Everything needed to rebuild a DiT; serialized as JSON beside the weights."""
+
+    input_size: int = 32  # spatial size of the model input (latent or pixel grid)
+    patch_size: int = 2
+    in_channels: int = 4
+    hidden_size: int = 1152
+    depth: int = 28
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_classes: int = 1000  # 0 = unconditional
+    class_dropout_prob: float = 0.1
+    learn_sigma: bool = True
+    block: str = "adaln-zero"
+
+    def __post_init__(self):
+        problems = []
+        if self.block not in BLOCKS:
+            problems.append(f"block must be one of {', '.join(BLOCKS)}, got {self.block!r}")
+        if self.patch_size < 1 or self.input_size % self.patch_size:
+            problems.append(f"input size {self.input_size} is not divisible by patch size {self.patch_size}")
+        if self.num_heads < 1 or self.hidden_size % self.num_heads:
+            problems.append(f"hidden size {self.hidden_size} is not divisible by {self.num_heads} heads")
+        if self.hidden_size % 4:
+            problems.append(f"hidden size {self.hidden_size} must be divisible by 4 (2-D sin-cos positions)")
+        if self.num_classes < 0 or self.depth < 1 or self.in_channels < 1:
+            problems.append("num_classes must be >= 0, depth and in_channels >= 1")
+        if not 0.0 <= self.class_dropout_prob < 1.0:
+            problems.append(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob}")
+        if problems:
+            raise DitkitError("invalid DiT config: " + "; ".join(problems))
+
+    @property
+    def out_channels(self) -> int:
+        return 2 * self.in_channels if self.learn_sigma else self.in_channels
+
+    @property
+    def num_patches(self) -> int:
+        return (self.input_size // self.patch_size) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DiTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DitkitError(f"unknown DiT config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+# Sizes from the paper (Table 1); the patch size comes from the name's suffix.
+MODEL_SIZES = {
+    "S": dict(depth=12, hidden_size=384, num_heads=6),
+    "B": dict(depth=12, hidden_size=768, num_heads=12),
+    "L": dict(depth=24, hidden_size=1024, num_heads=16),
+    "XL": dict(depth=28, hidden_size=1152, num_heads=16),
+}
+MODEL_PRESETS = {f"DiT-{s}/{p}": dict(MODEL_SIZES[s], patch_size=p) for s in MODEL_SIZES for p in (2, 4, 8)}
+
+_NAME = re.compile(r"^DiT-(S|B|L|XL)[/-](\d+)$", re.IGNORECASE)
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    """'DiT-XL/2' (or 'dit-xl-2') -> dict of depth/hidden_size/num_heads/patch_size."""
+    match = _NAME.match(name.strip())
+    if not match:
+        raise DitkitError(f"unknown model name {name!r}; expected one of {', '.join(MODEL_PRESETS)}")
+    size, patch = match.group(1).upper(), int(match.group(2))
+    return dict(MODEL_SIZES[size], patch_size=patch)
+
+
+# --------------------------------------------------------------------------------------------
+# Attention and MLP (timm layout: attn.qkv / attn.proj, mlp.fc1 / mlp.fc2)
+# --------------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on torch's fused scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(n, t, d))
+
+
+class CrossAttention(nn.Module):
+    """Image tokens attend to the conditioning sequence [emb(t), emb(y)]."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=True)
+        self.kv = nn.Linear(dim, dim * 2, bias=True)
+        self.proj = nn.Linear(dim, dim, bias=True)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        h, hd = self.num_heads, d // self.num_heads
+        q = self.q(x).reshape(n, t, h, hd).transpose(1, 2)
+        k, v = self.kv(context).reshape(n, context.shape[1], 2, h, hd).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(n, t, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+# --------------------------------------------------------------------------------------------
+# The four block designs. Each takes (tokens, c, context): c = emb(t) + emb(y) (N, D);
+# context = the conditioning tokens (N, 1 or 2, D), used only by cross-attention.
+# --------------------------------------------------------------------------------------------
+
+
+class AdaLNZeroBlock(nn.Module):
+    """adaLN-Zero: γ, β and gates α regressed from c; zero-init regressor -> identity at start."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, bias=True))
+
+    def forward(self, x, c, context=None):
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
+        x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
+        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class AdaLNBlock(nn.Module):
+    """adaLN: LayerNorm without affine, γ and β regressed from c; no gates."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 4 * dim, bias=True))
+
+    def forward(self, x, c, context=None):
+        shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=1)
+        x = x + self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
+        x = x + self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class CrossAttentionBlock(nn.Module):
+    """Standard pre-norm ViT block plus multi-head cross-attention to [emb(t), emb(y)]."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
+        self.cross_attn = CrossAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x, c, context=None):
+        x = x + self.attn(self.norm1(x))
+        x = x + self.cross_attn(self.norm_cross(x), context)
+        x = x + self.mlp(self.norm2(x))
+        return x
+
+
+class InContextBlock(nn.Module):
+    """A plain ViT block: conditioning arrives as extra tokens in the sequence."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x, c, context=None):
+        x = x + self.attn(self.norm1(x))
+        x = x + self.mlp(self.norm2(x))
+        return x
+
+
+BLOCK_CLASSES = {
+    "adaln-zero": AdaLNZeroBlock,
+    "adaln": AdaLNBlock,
+    "cross-attention": CrossAttentionBlock,
+    "in-context": InContextBlock,
+}
+
+# --------------------------------------------------------------------------------------------
+# Decoders: norm + linear to p*p*out_channels per token (adaptive norm for the adaLN designs)
+# --------------------------------------------------------------------------------------------
+
+
+class AdaptiveFinalLayer(nn.Module):
+    def __init__(self, dim: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, bias=True)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, bias=True))
+
+    def forward(self, x, c):
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(dim, eps=1e-6)
+        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, bias=True)
+
+    def forward(self, x, c):
+        return self.linear(self.norm_final(x))
+
+
+# --------------------------------------------------------------------------------------------
+# DiT
+# --------------------------------------------------------------------------------------------
+
+
+class DiT(nn.Module):
+    """Diffusion transformer: (x_t, t, y) -> (N, out_channels, H, W) = [eps | variance interpolation v]."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.gradient_checkpointing = False
+
+        self.x_embedder = PatchEmbed(config.patch_size, config.in_channels, d)
+        self.t_embedder = TimestepEmbedder(d)
+        self.y_embedder = (
+            LabelEmbedder(config.num_classes, d, config.class_dropout_prob) if config.num_classes > 0 else None
+        )
+        # Fixed, not learned; a buffer so optimizers and EMA leave it alone, saved so checkpoints carry it.
+        grid = config.input_size // config.patch_size
+        self.register_buffer("pos_embed", sincos_2d_position_embedding(d, grid).unsqueeze(0), persistent=True)
+
+        block_cls = BLOCK_CLASSES[config.block]
+        self.blocks = nn.ModuleList(block_cls(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
+        adaptive = config.block in ("adaln-zero", "adaln")
+        final_cls = AdaptiveFinalLayer if adaptive else FinalLayer
+        self.final_layer = final_cls(d, config.patch_size, config.out_channels)
+        self.initialize_weights()
+
+    # -- init (BRIEF: xavier linears, N(0, 0.02) tables/timestep MLP, zero modulation + final linear)
+    def initialize_weights(self) -> None:
+        def basic(module):
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+        self.apply(basic)
+        w = self.x_embedder.proj.weight.data  # the patch embedding is a linear on flattened patches
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        if self.config.block == "adaln-zero":
+            for block in self.blocks:
+                nn.init.zeros_(block.adaLN_modulation[-1].weight)
+                nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        if isinstance(self.final_layer, AdaptiveFinalLayer):
+            nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+            nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    @property
+    def null_class(self) -> int | None:
+        """Label of the null class used for classifier-free guidance (None when unconditional)."""
+        if self.y_embedder is None or self.config.class_dropout_prob <= 0:
+            return None
+        return self.config.num_classes
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, T, p*p*C) -> (N, C, H, W)."""
+        c, p = self.config.out_channels, self.config.patch_size
+        h = w = int(x.shape[1] ** 0.5)
+        x = x.reshape(x.shape[0], h, w, p, p, c)
+        x = torch.einsum("nhwpqc->nchpwq", x)
+        return x.reshape(x.shape[0], c, h * p, w * p)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if x.shape[-1] != self.config.input_size or x.shape[-2] != self.config.input_size:
+            raise DitkitError(
+                f"model expects {self.config.input_size}x{self.config.input_size} inputs, got "
+                f"{x.shape[-2]}x{x.shape[-1]}"
+            )
+        tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)
+        t_emb = self.t_embedder(t)
+        if self.y_embedder is not None:
+            if y is None:
+                raise DitkitError("this model is class-conditional: pass labels y (the null class for none)")
+            y_emb = self.y_embedder(y, self.training)
+            cond_tokens = torch.stack([t_emb, y_emb], dim=1)
+            c = t_emb + y_emb
+        else:
+            if y is not None:
+                raise DitkitError("this model is unconditional (num_classes=0): do not pass labels")
+            cond_tokens = t_emb.unsqueeze(1)
+            c = t_emb
+
+        in_context = self.config.block == "in-context"
+        if in_context:
+            tokens = torch.cat([cond_tokens.to(tokens.dtype), tokens], dim=1)
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training:
+                tokens = checkpoint(block, tokens, c, cond_tokens, use_reentrant=False)
+            else:
+                tokens = block(tokens, c, cond_tokens)
+        if in_context:
+            tokens = tokens[:, cond_tokens.shape[1]:]
+        return self.unpatchify(self.final_layer(tokens, c))
+
+
+# --------------------------------------------------------------------------------------------
+# Construction by name or config
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_config(name_or_config: str | DiTConfig | dict, **overrides) -> DiTConfig:
+    """A preset name ('DiT-S/2'), a DiTConfig or a dict, with keyword overrides applied."""
+    if isinstance(name_or_config, DiTConfig):
+        base = name_or_config.to_dict()
+    elif isinstance(name_or_config, dict):
+        base = dict(name_or_config)
+    elif isinstance(name_or_config, str):
+        base = DiTConfig().to_dict()
+        base.update(preset_config(name_or_config))
+    else:
+        raise DitkitError(f"cannot build a model from {type(name_or_config).__name__}")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return DiTConfig.from_dict(base)
+
+
+def create_model(name_or_config: str | DiTConfig | dict = "DiT-XL/2", **overrides) -> DiT:
+    """Build a DiT: ``create_model("DiT-S/2", input_size=32, num_classes=10, block="adaln")``."""
+    return DiT(resolve_config(name_or_config, **overrides))
