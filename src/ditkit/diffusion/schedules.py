@@ -1,0 +1,69 @@
+"""Noise schedules and timestep respacing (Improved DDPM conventions, as used by DiT)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import DitkitError
+
+
+def linear_betas(num_steps: int) -> np.ndarray:
+    """The DDPM linear schedule 1e-4 -> 0.02 (rescaled so other step counts keep the same curve)."""
+    scale = 1000 / num_steps
+    return np.linspace(scale * 0.0001, scale * 0.02, num_steps, dtype=np.float64)
+
+
+def cosine_betas(num_steps: int, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal's cosine schedule: alpha_bar(t) = cos²((t + s)/(1 + s) · π/2), s = 0.008."""
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps)]
+    return np.array(betas, dtype=np.float64)
+
+
+def named_betas(name: str, num_steps: int) -> np.ndarray:
+    if name == "linear":
+        return linear_betas(num_steps)
+    if name in ("cosine", "squaredcos_cap_v2"):
+        return cosine_betas(num_steps)
+    raise DitkitError(f"unknown noise schedule {name!r}; use 'linear' or 'cosine'")
+
+
+def space_timesteps(num_steps: int, respacing: str | int | list[int] | None) -> list[int]:
+    """Which of the original timesteps a respaced process keeps, sorted ascending.
+
+    ``None``/``""`` keeps all; ``"250"`` (or ``250``) takes 250 evenly strided steps; ``"10,15,20"``
+    splits the range into sections with that many steps each; ``"ddim50"`` uses the integer stride
+    that gives exactly 50 steps (as the DDIM paper does).
+    """
+    if respacing is None or respacing == "":
+        return list(range(num_steps))
+    if isinstance(respacing, int):
+        respacing = str(respacing)
+    if isinstance(respacing, str) and respacing.startswith("ddim"):
+        try:
+            desired = int(respacing[len("ddim"):])
+        except ValueError:
+            raise DitkitError(f"bad respacing {respacing!r}; expected e.g. 'ddim50'") from None
+        for stride in range(1, num_steps):
+            if len(range(0, num_steps, stride)) == desired:
+                return list(range(0, num_steps, stride))
+        raise DitkitError(f"cannot take exactly {desired} equally strided steps from {num_steps}")
+    try:
+        counts = [int(x) for x in respacing.split(",")] if isinstance(respacing, str) else [int(x) for x in respacing]
+    except ValueError:
+        raise DitkitError(f"bad respacing {respacing!r}; expected e.g. '250', '10,20' or 'ddim50'") from None
+    size_per, extra = divmod(num_steps, len(counts))
+    start, steps = 0, []
+    for i, count in enumerate(counts):
+        size = size_per + (1 if i < extra else 0)
+        if count < 1 or size < count:
+            raise DitkitError(f"cannot take {count} steps from a section of {size} (respacing {respacing!r})")
+        stride = 1 if count <= 1 else (size - 1) / (count - 1)
+        steps += [start + round(stride * j) for j in range(count)]
+        start += size
+    return sorted(set(steps))
