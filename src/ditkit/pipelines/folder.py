@@ -1,0 +1,208 @@
+"""Sampling into a self-describing, resumable output folder — single process or under ``torchrun``.
+
+Layout of ``out/``::
+
+    run.json                    settings, model config, ditkit version, a command that reproduces it
+    samples/000000_class3.png   one PNG per sample (decoded runs)
+    latents/000000_class3.safetensors   one latent per sample (``vae="none"``)
+    grid.png | latents.safetensors, and samples.npz (ADM format) when asked
+
+Ranks take disjoint shares of the sample indices still missing; since every sample depends only on
+(seed, index), re-running the same command fills in what is missing and skips the rest. After a
+barrier, rank 0 gathers the per-sample files into the grid / npz / latents file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from ..errors import DitkitError
+from ..version import __version__
+from .distributed import pick_device, sampling_ranks
+from .generate import DEFAULT_STEPS, generate_batches, make_sampling_diffusion, resolve_labels
+from .images import atomic_write, make_grid, read_png, save_png, write_npz
+from .loading import load_codec, load_for_sampling
+
+_SAMPLE_NAME = re.compile(r"^(\d+)(?:_class(\d+))?\.(png|safetensors)$")
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """Everything that decides which images a run makes (and so must match when resuming)."""
+
+    checkpoint: str | None = None  # None: the bundled default model
+    classes: tuple[int, ...] | None = None
+    num_samples: int | None = None
+    sampler: str = "ddpm"
+    steps: int | None = None  # None: the sampler's default
+    cfg_scale: float = 1.0
+    guided_channels: int | None = None
+    seed: int = 0
+    vae: str | None = None  # None: the checkpoint's codec; "none": keep raw latents
+
+    def command(self, *, batch_size: int, npz: bool, out: Path) -> str:
+        """A ``ditkit sample`` command line that reproduces this run."""
+        parts = ["ditkit", "sample"]
+        if self.checkpoint is not None:
+            parts += ["--checkpoint", self.checkpoint]
+        if self.classes is not None:
+            parts += ["--classes", ",".join(map(str, self.classes))]
+        if self.num_samples is not None:
+            parts += ["--num-samples", str(self.num_samples)]
+        parts += ["--sampler", self.sampler, "--steps", str(self.steps), "--cfg-scale", str(self.cfg_scale)]
+        if self.guided_channels is not None:
+            parts += ["--guided-channels", str(self.guided_channels)]
+        parts += ["--seed", str(self.seed), "--batch-size", str(batch_size)]
+        if self.vae is not None:
+            parts += ["--vae", self.vae]
+        parts += ["--out", str(out)] + (["--npz"] if npz else [])
+        return shlex.join(parts)
+
+
+def sample_name(index: int, label: int | None) -> str:
+    return f"{index:06d}" + ("" if label is None else f"_class{label}")
+
+
+def _existing_samples(folder: Path, suffix: str) -> dict[int, Path]:
+    found = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _SAMPLE_NAME.match(path.name)
+            if match and match.group(3) == suffix:
+                found[int(match.group(1))] = path
+    return found
+
+
+def _settings_record(settings: SampleSettings, loaded, steps: int) -> dict:
+    record = asdict(settings)
+    record["checkpoint"] = loaded.checkpoint  # the resolved path (the bundled default included)
+    record["classes"] = None if settings.classes is None else list(settings.classes)
+    record["steps"] = steps
+    vae = settings.vae
+    if vae is not None and vae.lower() != "none" and Path(vae).exists():
+        vae = str(Path(vae).resolve())
+    record["vae"] = vae
+    return record
+
+
+def _check_resumable(out: Path, settings: dict, model_config: dict, sample_dir: Path, suffix: str) -> None:
+    run_json = out / "run.json"
+    if not run_json.is_file():
+        if _existing_samples(sample_dir, suffix):
+            raise DitkitError(f"{out} holds samples but no run.json, so they cannot be resumed; "
+                              "choose another --out folder")
+        return
+    try:
+        previous = json.loads(run_json.read_text())
+        old_settings, old_model = previous["settings"], previous["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DitkitError(f"{run_json} is unreadable; choose another --out folder") from None
+    changed = sorted(k for k in set(old_settings) | set(settings) if old_settings.get(k) != settings.get(k))
+    if old_model != model_config:
+        changed.append("model config")
+    if changed:
+        raise DitkitError(f"{out} holds a run with different settings ({', '.join(changed)}); resume it with "
+                          "the same settings or choose another --out folder")
+
+
+def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: int = 32, npz: bool = False,
+                     device: str | None = None, progress: bool = True) -> dict:
+    """Run ``ditkit sample``: draw the samples ``settings`` describe into ``out`` (see the module doc).
+
+    Returns a summary: ``out``, ``num_samples``, ``skipped`` (already there), ``generated`` (by this
+    process), ``rank``, ``world_size``, and the paths written by rank 0.
+    """
+    out = Path(out)
+    device = pick_device(device, int(os.environ.get("LOCAL_RANK", 0)))
+    with sampling_ranks(device) as ranks:
+        loaded = load_for_sampling(settings.checkpoint, device=device)
+        model = loaded.model
+        codec = load_codec(loaded, settings.vae, device=device)
+        if npz and codec is None:
+            raise DitkitError("--npz needs decoded images; drop --vae none")
+        total, labels = resolve_labels(model.config.num_classes, settings.classes, settings.num_samples)
+        steps = DEFAULT_STEPS.get(settings.sampler) if settings.steps is None else settings.steps
+        # Validate sampler and steps before touching the folder.
+        make_sampling_diffusion(settings.sampler, steps, loaded.diffusion_config,
+                                learn_sigma=model.config.learn_sigma)
+        record = _settings_record(settings, loaded, steps)
+        model_config = model.config.to_dict()
+        sample_dir = out / ("latents" if codec is None else "samples")
+        suffix = "safetensors" if codec is None else "png"
+        _check_resumable(out, record, model_config, sample_dir, suffix)
+
+        ranks.barrier()  # every rank has read the old run.json before rank 0 rewrites it
+        if ranks.is_main:
+            sample_dir.mkdir(parents=True, exist_ok=True)
+            for stale in sample_dir.glob(".*.tmp"):  # left by an interrupted run
+                stale.unlink(missing_ok=True)
+            run_info = {
+                "ditkit_version": __version__,
+                "command": settings.command(batch_size=batch_size, npz=npz, out=out),
+                "settings": record,
+                "model": model_config,
+                "diffusion": loaded.diffusion_config,
+                "codec": loaded.codec_config,
+                "class_names": loaded.class_names,
+                "runtime": {"batch_size": batch_size, "device": str(device), "world_size": ranks.world_size},
+            }
+            atomic_write(out / "run.json", lambda f: f.write(json.dumps(run_info, indent=2).encode() + b"\n"))
+        ranks.barrier()
+
+        done = _existing_samples(sample_dir, suffix)
+        missing = [i for i in range(total) if i not in done]
+        mine = missing[ranks.rank::ranks.world_size]
+        batches = generate_batches(
+            model, labels=settings.classes, num_samples=settings.num_samples, codec=codec,
+            sampler=settings.sampler, steps=steps, cfg_scale=settings.cfg_scale,
+            guided_channels=settings.guided_channels, seed=settings.seed, batch_size=batch_size,
+            diffusion_config=loaded.diffusion_config, progress=progress and ranks.is_main,
+            sample_indices=mine, device=device)
+        for batch in batches:
+            for position, index in enumerate(batch.indices):
+                name = sample_name(index, None if labels is None else labels[index])
+                if codec is None:
+                    data = save({"latent": batch.latents[position].contiguous()})
+                    atomic_write(sample_dir / f"{name}.safetensors", lambda f, data=data: f.write(data))
+                else:
+                    save_png(batch.images[position], sample_dir / f"{name}.png")
+        ranks.barrier()  # all samples are on disk
+
+        summary = {"out": str(out), "num_samples": total, "skipped": total - len(missing),
+                   "generated": len(mine), "rank": ranks.rank, "world_size": ranks.world_size, "written": []}
+        if ranks.is_main:
+            summary["written"] = _gather(out, sample_dir, suffix, total, labels, npz)
+        ranks.barrier()  # keep the group alive until rank 0 is done reading
+    return summary
+
+
+def _gather(out: Path, sample_dir: Path, suffix: str, total: int, labels, npz: bool) -> list[str]:
+    files = _existing_samples(sample_dir, suffix)
+    missing = [i for i in range(total) if i not in files]
+    if missing:
+        raise DitkitError(f"{len(missing)} samples are missing from {sample_dir} (first: index {missing[0]})")
+    if suffix == "safetensors":
+        latents = torch.stack([load_file(files[i])["latent"] for i in range(total)])
+        tensors = {"latents": latents}
+        if labels is not None:
+            tensors["labels"] = torch.tensor(labels, dtype=torch.long)
+        data = save(tensors, metadata={"ditkit_version": __version__})
+        atomic_write(out / "latents.safetensors", lambda f: f.write(data))
+        return [str(out / "latents.safetensors")]
+    images = np.stack([read_png(files[i]) for i in range(total)])
+    grid = make_grid(images, labels)
+    save_png(grid, out / "grid.png")
+    written = [str(out / "grid.png")]
+    if npz:
+        write_npz(out / "samples.npz", images, labels)
+        written.append(str(out / "samples.npz"))
+    return written

@@ -1,0 +1,225 @@
+"""``generate``: model + diffusion + sampler + guidance + codec → images.
+
+Every sample's randomness comes from its own ``torch.Generator`` seeded from ``(seed, global index)``:
+the initial noise and each ancestral step's fresh noise are drawn per sample. So a sample does not
+depend on which batch, rank, or resumed run produced it — only on the seed and its index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..diffusion.samplers import DEFAULT_STEPS  # ddpm 250, ddim 50, dpm++ 20: one place for the defaults
+from ..errors import DitkitError
+
+SAMPLERS = tuple(DEFAULT_STEPS)
+
+
+@dataclass
+class GeneratedSamples:
+    """A set of samples, in the order of ``indices``.
+
+    ``images``: uint8 numpy array (N, H, W, C) — None when no codec was given (latents only).
+    ``latents``: float32 CPU tensor (N, C, h, w), the sampler's output before decoding.
+    ``labels``: list of class labels (None for an unconditional model). ``indices``: global sample indices.
+    """
+
+    images: np.ndarray | None
+    latents: torch.Tensor
+    labels: list[int] | None
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """A 64-bit seed for sample ``index`` of a run seeded with ``seed``.
+
+    numpy's SeedSequence hashes the pair so neighbouring (seed, index) pairs give independent streams.
+    """
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)
+    return int(state[0])
+
+
+def sample_generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
+    return [torch.Generator(device="cpu").manual_seed(sample_seed(seed, i)) for i in indices]
+
+
+def _per_sample_randn(generators: list[torch.Generator], shape, padding: int = 0, *, device,
+                      dtype) -> torch.Tensor:
+    """One N(0, I) draw per generator, plus ``padding`` zero rows (batch filler, discarded)."""
+    # Drawn on the CPU so the same seed gives the same noise on every device.
+    rows = [torch.randn(tuple(shape), generator=g) for g in generators]
+    rows += [torch.zeros(tuple(shape))] * padding
+    return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+def resolve_labels(num_classes: int, labels: Sequence[int] | None, num_samples: int | None) -> tuple[int, list[int] | None]:
+    """The run's size and per-sample labels (label of global sample i), checked against the model.
+
+    Class-conditional: ``labels`` alone gives one sample per label; ``num_samples`` alone spreads the
+    samples evenly over all classes (sample i gets class i mod K); both cycle through ``labels``.
+    Unconditional (``num_classes == 0``): only ``num_samples``.
+    """
+    if num_samples is not None and int(num_samples) < 1:
+        raise DitkitError(f"the number of samples must be at least 1, got {num_samples}")
+    if num_classes == 0:
+        if labels is not None:
+            raise DitkitError("this model is unconditional (num_classes 0): it takes no class labels; "
+                              "ask for --num-samples instead")
+        if num_samples is None:
+            raise DitkitError("say how many samples to draw (--num-samples) for this unconditional model")
+        return int(num_samples), None
+    if labels is not None:
+        labels = [int(y) for y in labels]
+        if not labels:
+            raise DitkitError("the list of class labels is empty")
+        bad = [y for y in labels if not 0 <= y < num_classes]
+        if bad:
+            raise DitkitError(f"class label {bad[0]} is out of range: this model has {num_classes} classes "
+                              f"(0..{num_classes - 1})")
+        n = len(labels) if num_samples is None else int(num_samples)
+        return n, [labels[i % len(labels)] for i in range(n)]
+    if num_samples is None:
+        raise DitkitError("give class labels (--classes) or a number of samples (--num-samples)")
+    n = int(num_samples)
+    return n, [i % num_classes for i in range(n)]
+
+
+def make_sampling_diffusion(sampler: str, steps: int | None, diffusion_config: dict | None, *,
+                            learn_sigma: bool):
+    """The respaced process ``sampler`` runs on, built from the checkpoint's diffusion settings."""
+    from ..diffusion.gaussian import create_diffusion
+    from ..diffusion.samplers import respacing_for
+
+    if sampler not in DEFAULT_STEPS:
+        raise DitkitError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    steps = DEFAULT_STEPS[sampler] if steps is None else int(steps)
+    config = dict(diffusion_config or {})
+    total = int(config.get("diffusion_steps", 1000))
+    schedule = config.get("noise_schedule", "linear")
+    respacing = respacing_for(sampler, steps, total)  # refuses steps outside 1..total
+    # The model, not the stored settings, decides whether a variance is predicted.
+    return create_diffusion(respacing, noise_schedule=schedule, learn_sigma=learn_sigma, diffusion_steps=total)
+
+
+def _check_guidance(model, cfg_scale: float, guided_channels: int | None) -> None:
+    config = model.config
+    if cfg_scale is None or cfg_scale < 0:
+        raise DitkitError(f"the guidance scale must be a number ≥ 0, got {cfg_scale}")
+    if cfg_scale != 1.0 and config.num_classes == 0:
+        raise DitkitError("classifier-free guidance needs a class-conditional model; this one is "
+                          "unconditional, so leave the guidance scale at 1")
+    if guided_channels is not None and not 1 <= guided_channels <= config.in_channels:
+        raise DitkitError(f"guided channels must be between 1 and {config.in_channels} (the model's input "
+                          f"channels), got {guided_channels}")
+
+
+def check_codec_fits(model, codec) -> None:
+    """The codec's latent space must be the model's input space."""
+    if codec is not None and codec.latent_channels != model.config.in_channels:
+        raise DitkitError(f"the codec makes {codec.latent_channels}-channel latents but the model takes "
+                          f"{model.config.in_channels} channels; pick a matching --vae")
+
+
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] → uint8 (N, H, W, C), rounding to the nearest level."""
+    images = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def generate_batches(model, *, labels=None, num_samples=None, codec=None, sampler: str = "ddpm",
+                     steps: int | None = None, cfg_scale: float = 1.0, guided_channels: int | None = None,
+                     seed: int = 0, batch_size: int = 32, diffusion_config: dict | None = None,
+                     progress: bool = True, sample_indices: Sequence[int] | None = None,
+                     eta: float = 0.0, clip_denoised: bool = False, device=None,
+                     pad_batches: bool = True) -> Iterator[GeneratedSamples]:
+    """Like :func:`generate`, but yields one :class:`GeneratedSamples` per batch as soon as it is done."""
+    from ..diffusion.guidance import cfg_denoiser
+    from ..diffusion.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_sample
+
+    config = model.config
+    total, all_labels = resolve_labels(config.num_classes, labels, num_samples)
+    if int(seed) < 0:
+        raise DitkitError(f"the seed must be ≥ 0, got {seed}")
+    if batch_size < 1:
+        raise DitkitError(f"the batch size must be at least 1, got {batch_size}")
+    _check_guidance(model, cfg_scale, guided_channels)
+    check_codec_fits(model, codec)
+    diffusion = make_sampling_diffusion(sampler, steps, diffusion_config, learn_sigma=config.learn_sigma)
+
+    indices = list(range(total)) if sample_indices is None else [int(i) for i in sample_indices]
+    bad = [i for i in indices if not 0 <= i < total]
+    if bad:
+        raise DitkitError(f"sample index {bad[0]} is outside the run's {total} samples")
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    shape = (config.in_channels, config.input_size, config.input_size)
+    model.eval()
+
+    bar = tqdm(total=len(indices), desc=f"sampling ({sampler})", unit="img", disable=not progress)
+    try:
+        for start in range(0, len(indices), batch_size):
+            batch_indices = indices[start:start + batch_size]
+            batch_labels = None if all_labels is None else [all_labels[i] for i in batch_indices]
+            generators = sample_generators(seed, batch_indices)
+            # Pad a short final batch to the full size: the network then always sees the same shapes,
+            # so a sample comes out bit-identical whichever batch (rank, resumed run) it falls in.
+            padding = batch_size - len(batch_indices) if pad_batches else 0
+            noise = _per_sample_randn(generators, shape, padding, device=device, dtype=dtype)
+
+            def noise_sampler(x, generators=generators, padding=padding):
+                return _per_sample_randn(generators, x.shape[1:], padding, device=x.device, dtype=x.dtype)
+
+            if batch_labels is not None:
+                batch_labels_padded = batch_labels + [batch_labels[0]] * padding
+            y = (None if batch_labels is None
+                 else torch.tensor(batch_labels_padded, dtype=torch.long, device=device))
+            denoiser = cfg_denoiser(model, y, cfg_scale, guided_channels=guided_channels)
+            with torch.no_grad():
+                if sampler == "ddpm":
+                    latents = ddpm_sample(denoiser, diffusion, noise, clip_denoised=clip_denoised,
+                                          noise_sampler=noise_sampler)
+                elif sampler == "ddim":
+                    latents = ddim_sample(denoiser, diffusion, noise, eta=eta, clip_denoised=clip_denoised,
+                                          noise_sampler=noise_sampler)
+                else:
+                    latents = dpm_solver_pp_sample(denoiser, diffusion, noise)
+                latents = latents[:len(batch_indices)]
+                images = None if codec is None else to_uint8_images(codec.decode(latents))
+            bar.update(len(batch_indices))
+            yield GeneratedSamples(images=images, latents=latents.detach().float().cpu(),
+                                   labels=batch_labels, indices=batch_indices)
+    finally:
+        bar.close()
+
+
+def generate(model, **kwargs) -> GeneratedSamples:
+    """Sample images from a DiT.
+
+    Keyword arguments: ``labels`` (list of class labels, one sample each) and/or ``num_samples``;
+    ``codec`` (decodes latents to images; None returns latents only); ``sampler`` "ddpm" | "ddim" |
+    "dpm++"; ``steps`` (default 250 / 50 / 20); ``cfg_scale`` (1 = no guidance); ``guided_channels``
+    (None = all ε channels, the standard form; 3 = the reference code's form); ``seed``; ``batch_size``;
+    ``diffusion_config`` (the checkpoint's diffusion settings); ``progress``; ``sample_indices``
+    (which of the run's global sample indices to draw; default all); ``eta`` (DDIM); ``clip_denoised``;
+    ``device``; ``pad_batches`` (run a short last batch at full size, default True).
+
+    Sample i depends only on ``seed`` and i. With the same ``batch_size`` it is bit-identical whichever
+    batch, rank or resumed run draws it; a different ``batch_size`` can change it by float rounding
+    (the network's kernels depend on the batch shape), i.e. at most a level in rare pixels.
+    """
+    parts = list(generate_batches(model, **kwargs))
+    if not parts:
+        raise DitkitError("there are no samples to draw")
+    images = None if parts[0].images is None else np.concatenate([p.images for p in parts])
+    labels = None if parts[0].labels is None else [y for p in parts for y in p.labels]
+    return GeneratedSamples(images=images, latents=torch.cat([p.latents for p in parts]), labels=labels,
+                            indices=[i for p in parts for i in p.indices])

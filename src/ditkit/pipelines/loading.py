@@ -1,0 +1,74 @@
+"""Finding the model and the codec to sample with: the bundled default, a checkpoint, a ``--vae`` override."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DitkitError
+
+# The SD VAE the DiT paper samples through; official .pt checkpoints carry no codec info.
+DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "mnist-dit"
+
+
+def default_checkpoint() -> Path:
+    """The model ``ditkit sample`` uses when no ``--checkpoint`` is given (bundled in the package)."""
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise DitkitError("no default model is bundled with this ditkit yet; pass --checkpoint PATH "
+                          "(a ditkit checkpoint folder or an official DiT .pt file)")
+    return DEFAULT_MODEL_DIR
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to sample from, with what the checkpoint says about it."""
+
+    model: object
+    checkpoint: str
+    diffusion_config: dict = field(default_factory=dict)
+    codec_config: dict | None = None  # None: the checkpoint does not say (official .pt files)
+    class_names: list[str] | None = None
+
+
+def load_for_sampling(checkpoint: str | Path | None, *, device="cpu") -> LoadedModel:
+    """Load our checkpoint folder or an official ``.pt`` file (or the bundled default when None)."""
+    from .. import checkpoints
+
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    if not path.exists():
+        raise DitkitError(f"checkpoint not found: {path}")
+    if path.is_dir() or path.name == "config.json":
+        model, config = checkpoints.from_pretrained(path.parent if path.name == "config.json" else path)
+        loaded = LoadedModel(model=model, checkpoint=str(path.resolve()),
+                             diffusion_config=dict(config.get("diffusion") or {}),
+                             codec_config=config.get("codec"), class_names=config.get("class_names"))
+    else:
+        loaded = LoadedModel(model=checkpoints.load_model(path), checkpoint=str(path.resolve()))
+    loaded.model.to(device).eval()
+    return loaded
+
+
+def load_codec(loaded: LoadedModel, vae: str | None, *, device="cpu"):
+    """The codec to decode with: ``vae`` ("none" = keep raw latents, an id or a local folder) overrides
+    the checkpoint's own codec; official checkpoints (4 latent channels) default to the SD VAE."""
+    from .. import codecs
+
+    if vae is not None and vae.lower() == "none":
+        return None
+    in_channels = loaded.model.config.in_channels
+    try:
+        if vae is not None:
+            codec = codecs.make_codec(vae)
+        elif loaded.codec_config is not None:
+            codec = codecs.codec_from_config(loaded.codec_config)
+        elif in_channels == 4:
+            codec = codecs.make_codec(DEFAULT_VAE)
+        else:  # a pixel-space model (1 or 3 channels) without codec info
+            codec = codecs.make_codec("pixel")
+    except DitkitError as exc:
+        raise DitkitError(f"{str(exc).rstrip('.')}; pass --vae PATH (a local AutoencoderKL folder) "
+                          "or --vae none to save the raw latents") from None
+    if hasattr(codec, "to"):
+        codec = codec.to(device)
+    return codec
