@@ -1,0 +1,167 @@
+"""The sampling pipeline as a library: ditkit.pipelines.generate and its output helpers."""
+
+import numpy as np
+import pytest
+import torch
+
+from ditkit.codecs import make_codec
+from ditkit.errors import DitkitError
+from ditkit.models import DiTConfig, create_model
+from ditkit.pipelines import generate, make_grid, sample_seed, write_npz
+
+
+def tiny_model(num_classes=10, in_channels=3, seed=0):
+    torch.manual_seed(seed)
+    model = create_model(DiTConfig(input_size=8, patch_size=2, in_channels=in_channels, hidden_size=32, depth=2,
+                                   num_heads=2, num_classes=num_classes))
+    # adaLN-Zero starts as the identity with a zero output layer; perturb so labels and steps matter.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    return make_codec("pixel")
+
+
+def run(model, codec, **kwargs):
+    kwargs.setdefault("steps", 4)
+    kwargs.setdefault("progress", False)
+    return generate(model, codec=codec, **kwargs)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
+def test_same_seed_same_images_and_seed_matters(model, pixels, sampler):
+    a = run(model, pixels, num_samples=5, sampler=sampler, seed=3)
+    b = run(model, pixels, num_samples=5, sampler=sampler, seed=3)
+    c = run(model, pixels, num_samples=5, sampler=sampler, seed=4)
+    assert a.images.dtype == np.uint8 and a.images.shape == (5, 8, 8, 3)
+    assert a.latents.shape == (5, 3, 8, 8)
+    assert np.array_equal(a.images, b.images) and torch.equal(a.latents, b.latents)
+    assert not torch.allclose(a.latents, c.latents)
+    # every sample has its own noise: no two are alike
+    flat = a.latents.flatten(1)
+    assert torch.cdist(flat, flat).add(torch.eye(5) * 1e9).min() > 1e-3
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_a_sample_depends_on_seed_and_index_not_on_batching(model, pixels, sampler):
+    full = run(model, pixels, num_samples=7, sampler=sampler, batch_size=3, cfg_scale=2.0)
+    # the same batch size, a different subset and order (what ranks and resumed runs do): bit-identical
+    part = run(model, pixels, num_samples=7, sampler=sampler, batch_size=3, cfg_scale=2.0, sample_indices=[6, 2, 5])
+    assert part.indices == [6, 2, 5] and part.labels == [6, 2, 5]
+    assert torch.equal(part.latents, full.latents[[6, 2, 5]])
+    assert np.array_equal(part.images, full.images[[6, 2, 5]])
+    # another batch size: equal up to float rounding of differently shaped kernels
+    other = run(model, pixels, num_samples=7, sampler=sampler, batch_size=5, cfg_scale=2.0)
+    torch.testing.assert_close(other.latents, full.latents, rtol=1e-4, atol=1e-4 * full.latents.abs().max().item())
+    assert np.abs(other.images.astype(int) - full.images.astype(int)).max() <= 1
+
+
+def test_sample_seeds_are_distinct_per_seed_and_index():
+    seeds = {sample_seed(s, i) for s in range(4) for i in range(100)}
+    assert len(seeds) == 400
+
+
+def test_labels_spread_evenly_and_cycle(model, pixels):
+    assert run(model, pixels, num_samples=23, steps=1, sampler="ddim", sample_indices=[0, 9, 10, 22]).labels == [0, 9, 0, 2]
+    assert run(model, pixels, labels=[4, 7], num_samples=5, steps=1, sampler="ddim").labels == [4, 7, 4, 7, 4]
+    assert run(model, pixels, labels=[1, 1, 3], steps=1, sampler="ddim").labels == [1, 1, 3]
+
+
+def test_the_class_label_reaches_the_model(model, pixels):
+    a = run(model, pixels, labels=[3], sampler="ddim")
+    b = run(model, pixels, labels=[5], sampler="ddim")  # same seed, same index 0, same noise
+    assert not torch.allclose(a.latents, b.latents)
+
+
+def test_guidance_uses_one_batched_forward_per_step(model, pixels):
+    calls = []
+    handle = model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    try:
+        guided = run(model, pixels, labels=[1, 2, 3], sampler="ddim", steps=4, cfg_scale=4.0, batch_size=3)
+        assert calls == [6] * 4  # conditional and null halves together, once per step
+        calls.clear()
+        plain = run(model, pixels, labels=[1, 2, 3], sampler="ddim", steps=4, cfg_scale=1.0, batch_size=3)
+        assert calls == [3] * 4
+    finally:
+        handle.remove()
+    assert not torch.allclose(guided.latents, plain.latents)
+    partial = run(model, pixels, labels=[1, 2, 3], sampler="ddim", steps=4, cfg_scale=4.0, guided_channels=1)
+    assert not torch.allclose(partial.latents, guided.latents)
+
+
+def test_unconditional_model(pixels):
+    model = tiny_model(num_classes=0)
+    out = run(model, pixels, num_samples=3, sampler="dpm++")
+    assert out.labels is None and out.images.shape == (3, 8, 8, 3)
+    with pytest.raises(DitkitError, match="unconditional"):
+        run(model, pixels, labels=[0])
+    with pytest.raises(DitkitError, match="class-conditional"):
+        run(model, pixels, num_samples=2, cfg_scale=2.0)
+
+
+def test_latents_only_without_codec(model):
+    out = generate(model, codec=None, num_samples=2, steps=2, progress=False)
+    assert out.images is None and out.latents.shape == (2, 3, 8, 8)
+
+
+def test_grayscale_codec_gives_one_channel_images():
+    model = tiny_model(in_channels=1)
+    out = generate(model, codec=make_codec("pixel", image_channels=1), num_samples=2, steps=2, progress=False)
+    assert out.images.shape == (2, 8, 8, 1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(labels=[10]), "out of range"),
+    (dict(labels=[-1]), "out of range"),
+    (dict(labels=[]), "empty"),
+    (dict(num_samples=0), "at least 1"),
+    (dict(), "--num-samples"),
+    (dict(num_samples=2, steps=0), "steps"),
+    (dict(num_samples=2, steps=1001), "steps"),
+    (dict(num_samples=2, sampler="euler"), "unknown sampler"),
+    (dict(num_samples=2, guided_channels=4), "guided channels"),
+    (dict(num_samples=2, cfg_scale=-1.0), "guidance scale"),
+    (dict(num_samples=2, seed=-1), "seed"),
+    (dict(num_samples=2, batch_size=0), "batch size"),
+    (dict(num_samples=2, sample_indices=[2]), "outside"),
+])
+def test_bad_input_is_a_ditkit_error(model, pixels, kwargs, message):
+    with pytest.raises(DitkitError, match=message):
+        run(model, pixels, **kwargs)
+
+
+def test_codec_must_match_the_model(model):
+    with pytest.raises(DitkitError, match="channels"):
+        generate(model, codec=make_codec("pixel", image_channels=1), num_samples=1, steps=1, progress=False)
+
+
+def test_npz_is_adm_format_and_grayscale_becomes_rgb(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (4, 6, 6, 1), dtype=np.uint8)
+    write_npz(tmp_path / "s.npz", images, [0, 1, 0, 1])
+    with np.load(tmp_path / "s.npz") as data:
+        assert data["arr_0"].dtype == np.uint8 and data["arr_0"].shape == (4, 6, 6, 3)
+        assert all(np.array_equal(data["arr_0"][..., c], images[..., 0]) for c in range(3))
+        assert data["labels"].tolist() == [0, 1, 0, 1]
+    write_npz(tmp_path / "u.npz", images[..., [0, 0, 0]], None)
+    with np.load(tmp_path / "u.npz") as data:
+        assert set(data.files) == {"arr_0"}
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_grid_has_one_row_per_class_when_classes_repeat():
+    images = np.stack([np.full((2, 2, 1), 10 * i, np.uint8) for i in range(6)])
+    grid = make_grid(images, [0, 1, 2, 0, 1, 2], padding=1)
+    assert grid.shape == (1 + 3 * 3, 1 + 2 * 3, 1)  # 3 class rows, 2 samples each
+    assert grid[1, 1, 0] == 0 and grid[1, 4, 0] == 30  # row 0 = class 0: samples 0 and 3
+    assert grid[4, 4, 0] == 40  # row 1 = class 1: samples 1 and 4
+    square = make_grid(images, [0, 1, 2, 3, 4, 5], padding=1)
+    assert square.shape == (1 + 2 * 3, 1 + 3 * 3, 1)  # distinct labels: a near-square grid
