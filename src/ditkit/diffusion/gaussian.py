@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DitkitError
-from .schedules import named_betas, space_timesteps
+from .schedules import logsnr_timesteps, named_betas, space_timesteps
 
 
 @dataclass
@@ -209,9 +209,16 @@ class GaussianDiffusion:
 
 def create_diffusion(timestep_respacing: str | int | None = None, *, noise_schedule: str = "linear",
                      learn_sigma: bool = True, diffusion_steps: int = 1000) -> GaussianDiffusion:
-    """The DiT process, optionally respaced: ``create_diffusion("250")``, ``create_diffusion("ddim10")``."""
+    """The DiT process, optionally respaced: ``create_diffusion("250")``, ``"ddim10"``, ``"logsnr20"``."""
     base_betas = named_betas(noise_schedule, diffusion_steps)
-    keep = space_timesteps(diffusion_steps, timestep_respacing)
+    if isinstance(timestep_respacing, str) and timestep_respacing.startswith("logsnr"):
+        try:
+            count = int(timestep_respacing[len("logsnr"):])
+        except ValueError:
+            raise DitkitError(f"bad respacing {timestep_respacing!r}; expected e.g. 'logsnr20'") from None
+        keep = logsnr_timesteps(np.cumprod(1.0 - base_betas), count)
+    else:
+        keep = space_timesteps(diffusion_steps, timestep_respacing)
     if len(keep) == diffusion_steps:
         return GaussianDiffusion(base_betas, learn_sigma=learn_sigma)
     # Respacing keeps alpha_bar at the chosen steps and recomputes betas between them.

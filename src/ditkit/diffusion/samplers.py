@@ -90,8 +90,11 @@ def dpm_solver_pp_sample(denoiser: Denoiser, diffusion: GaussianDiffusion, noise
                          clip_denoised: bool = False, progress: bool = False, **_unused):
     """Lu et al. (2022), multistep 2nd order, on the timesteps of a respaced ``diffusion``.
 
-    One network evaluation per step: updates t_{K-1} -> ... -> t_0 with the half-log-SNR
-    lambda = log(alpha/sigma), then returns the x_0 prediction at t_0.
+    One network evaluation per step: updates t_{K-1} -> ... -> t_0 in the half-log-SNR
+    lambda = log(alpha/sigma), then returns the x_0 prediction at t_0. Below 15 steps the last
+    update is first order (as diffusers' ``lower_order_final``): extrapolating over the very
+    unequal final steps is what destabilises few-step sampling. ``respacing_for("dpm++", K)``
+    spaces the steps uniformly in log-SNR, as the DPM-Solver paper recommends.
     """
     channels = noise.shape[1]
     alpha_bar = np.asarray(diffusion.alphas_cumprod, dtype=np.float64)
@@ -114,8 +117,8 @@ def dpm_solver_pp_sample(denoiser: Denoiser, diffusion: GaussianDiffusion, noise
             return x0
         j = i - 1
         h = lam[j] - lam[i]
-        if prev_x0 is None:
-            d = x0  # first step: DPM-Solver++ 1 (= DDIM)
+        if prev_x0 is None or (j == 0 and len(steps) < 15):
+            d = x0  # first-order step: DPM-Solver++ 1 (= DDIM)
         else:
             r = prev_h / h
             d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
@@ -136,6 +139,8 @@ def respacing_for(sampler: str, steps: int, diffusion_steps: int = 1000) -> str:
     """The respacing string a sampler uses for ``steps`` steps (DDIM prefers an integer stride)."""
     if steps < 1 or steps > diffusion_steps:
         raise DitkitError(f"steps must be between 1 and {diffusion_steps}, got {steps}")
+    if sampler == "dpm++":
+        return f"logsnr{steps}" if steps >= 2 else str(steps)
     if sampler == "ddim" and any(len(range(0, diffusion_steps, s)) == steps for s in range(1, diffusion_steps)):
         return f"ddim{steps}"
     return str(steps)

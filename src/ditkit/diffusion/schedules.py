@@ -67,3 +67,23 @@ def space_timesteps(num_steps: int, respacing: str | int | list[int] | None) -> 
         steps += [start + round(stride * j) for j in range(count)]
         start += size
     return sorted(set(steps))
+
+
+def logsnr_timesteps(alphas_cumprod: np.ndarray, count: int) -> list[int]:
+    """``count`` timesteps (ascending, distinct, including 0 and T-1) uniform in log-SNR.
+
+    DPM-Solver takes its steps uniformly in lambda = log(alpha / sigma); on the discrete linear
+    schedule lambda changes fastest near t = 0, so time-uniform steps waste most of the budget there.
+    """
+    num_steps = len(alphas_cumprod)
+    if not 2 <= count <= num_steps:
+        raise DitkitError(f"log-SNR spacing needs between 2 and {num_steps} steps, got {count}")
+    lam = 0.5 * np.log(alphas_cumprod / (1.0 - alphas_cumprod))  # decreasing in t
+    targets = np.linspace(lam[-1], lam[0], count)
+    t = np.interp(targets, lam[::-1], np.arange(num_steps, dtype=np.float64)[::-1])
+    t = np.round(t).astype(int)[::-1].copy()  # ascending, starts at 0
+    for i in range(1, count):  # rounding can collide where lambda is flat: keep steps distinct
+        t[i] = max(t[i], t[i - 1] + 1)
+    if t[-1] > num_steps - 1:
+        raise DitkitError(f"cannot place {count} distinct log-SNR steps in {num_steps}")
+    return [int(v) for v in t]
