@@ -108,7 +108,7 @@ def run(args) -> int:
             raise DitkitError("--fid-every needs ditkit.evaluation.make_training_eval_fn, which is not available") from exc
         eval_fn = make_training_eval_fn(data=args.data, image_size=args.image_size, num_samples=args.fid_samples,
                                         seed=args.seed)
-    summary = train(config, eval_fn=eval_fn, eval_every=args.fid_every, command_line=["ditkit", *sys.argv[1:]])
+    summary = train(config, eval_fn=eval_fn, eval_every=args.fid_every, command_line=list(sys.argv))
     if summary["checkpoint"]:
         print(f"trained to step {summary['step']} (loss {summary['loss']:.4f}); checkpoint: {summary['checkpoint']}")
     return 0

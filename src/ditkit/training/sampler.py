@@ -19,6 +19,7 @@ class ResumableShardBatches(Sampler):
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.epoch, self.start = 0, 0
         self.batches_per_epoch = (dataset_len // world_size) // batch_size
+        self.history: list[int] | None = None  # set to [] to record every index handed out (debugging)
 
     def set_position(self, epoch: int, start: int) -> None:
         self.epoch, self.start = epoch, start
@@ -32,7 +33,10 @@ class ResumableShardBatches(Sampler):
     def __iter__(self):
         order = self.indices(self.epoch)
         for b in range(self.start, self.batches_per_epoch):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size]
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if self.history is not None:
+                self.history.extend(batch)
+            yield batch
 
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start

@@ -270,6 +270,9 @@ def _train(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line)
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
 
+    debug_dir = os.environ.get("DITKIT_TRAIN_DEBUG_DIR")  # per-rank record of samples seen and final weights
+    if debug_dir:
+        batches.history = []
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=batches, num_workers=config.num_workers, pin_memory=d.device.type == "cuda",
         # its own generator: creating worker iterators must not draw from the training RNG stream
@@ -397,7 +400,24 @@ def _train(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line)
             metrics.close()
     if d.is_main:
         plot_curves(metrics.path, os.path.join(run_dir, "loss_curve.png"))
+    if debug_dir:
+        _write_debug(debug_dir, d.rank, batches.history, model, ema)
     return {"step": step, "loss": last_loss, "checkpoint": last_ckpt, "run_dir": run_dir}
+
+
+def _write_debug(debug_dir: str, rank: int, seen: list[int], model, ema) -> None:
+    import hashlib
+
+    def digest(module):
+        h = hashlib.sha256()
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    os.makedirs(debug_dir, exist_ok=True)
+    with open(os.path.join(debug_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"rank": rank, "seen": seen, "model_sha256": digest(model), "ema_sha256": digest(ema)}, f)
 
 
 def _grad_norm(net, params, config: TrainConfig) -> torch.Tensor:
