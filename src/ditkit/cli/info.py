@@ -1,0 +1,65 @@
+"""``ditkit info CHECKPOINT``: what a checkpoint holds — config, parameters, Gflops."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="print a checkpoint's config, parameter count and Gflops",
+        description="Load a checkpoint (a ditkit folder, an official DiT state dict .pt, or an official "
+        "train.py checkpoint) and print its model / diffusion / codec config, class names, the ditkit "
+        "version that wrote it, its parameter count and forward Gflops per image.",
+    )
+    p.add_argument("checkpoint", help="checkpoint folder, its config.json, or an official .pt file")
+    p.add_argument("--num-heads", type=int, default=None,
+                   help="attention heads, for official files of no paper size (the weights do not store it)")
+    p.add_argument("--raw-weights", action="store_true",
+                   help="for a train.py checkpoint, read the raw 'model' weights instead of the EMA")
+    p.add_argument("--json", action="store_true", help="print the config as JSON only")
+    p.set_defaults(func=run)
+
+
+def _kv(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) if value else "(defaults)"
+    return "none" if value is None else str(value)
+
+
+def run(args) -> int:
+    from ..checkpoints import load_checkpoint
+    from ..models.flops import count_flops
+
+    with warnings.catch_warnings():  # guesses are printed below as notes instead
+        warnings.simplefilter("ignore")
+        loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw_weights, num_heads=args.num_heads)
+    config = loaded.config
+    if args.json:
+        print(json.dumps(config, indent=2))
+        return 0
+    model = config["model"]
+    params = sum(v.numel() for v in loaded.model.state_dict().values())
+    names = config.get("class_names")
+    print(f"checkpoint: {loaded.source} ({loaded.kind})")
+    print(f"written by: ditkit {config['ditkit_version']}" if config.get("ditkit_version") else
+          "written by: the official DiT code")
+    print(f"model: {_kv(model)}")
+    print(f"diffusion: {_kv(config.get('diffusion'))}")
+    print(f"codec: {_kv(config.get('codec'))}")
+    if names:
+        shown = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+        print(f"class names: {shown}")
+    else:
+        print(f"class names: none ({model['num_classes']} classes)" if model["num_classes"] else
+              "class names: none (unconditional)")
+    if config.get("extra"):
+        print(f"extra: {json.dumps(config['extra'])}")
+    print(f"parameters: {params:,}")
+    print(f"Gflops: {count_flops(loaded.model.config) / 1e9:.4g} per image "
+          f"(input {model['in_channels']}x{model['input_size']}x{model['input_size']})")
+    for note in loaded.notes:
+        print(f"note: {note}")
+    return 0
