@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save
 from ..errors import DitkitError
 from ..version import __version__
 from .distributed import pick_device, sampling_ranks
-from .generate import DEFAULT_STEPS, generate_batches, make_sampling_diffusion, resolve_labels
+from .generate import DEFAULT_STEPS, generate_batches, plan_sampling
 from .images import atomic_write, make_grid, read_png, save_png, write_npz
 from .loading import load_codec, load_for_sampling
 
@@ -129,11 +129,13 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         codec = load_codec(loaded, settings.vae, device=device)
         if npz and codec is None:
             raise DitkitError("--npz needs decoded images; drop --vae none")
-        total, labels = resolve_labels(model.config.num_classes, settings.classes, settings.num_samples)
         steps = DEFAULT_STEPS.get(settings.sampler) if settings.steps is None else settings.steps
-        # Validate sampler and steps before touching the folder.
-        make_sampling_diffusion(settings.sampler, steps, loaded.diffusion_config,
-                                learn_sigma=model.config.learn_sigma)
+        request = dict(labels=settings.classes, num_samples=settings.num_samples, codec=codec,
+                       sampler=settings.sampler, steps=steps, cfg_scale=settings.cfg_scale,
+                       guided_channels=settings.guided_channels, seed=settings.seed, batch_size=batch_size,
+                       diffusion_config=loaded.diffusion_config)
+        plan = plan_sampling(model, **request)  # bad input fails here, before the folder is touched
+        total, labels = plan.total, plan.labels
         record = _settings_record(settings, loaded, steps)
         model_config = model.config.to_dict()
         sample_dir = out / ("latents" if codec is None else "samples")
@@ -161,12 +163,8 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         done = _existing_samples(sample_dir, suffix)
         missing = [i for i in range(total) if i not in done]
         mine = missing[ranks.rank::ranks.world_size]
-        batches = generate_batches(
-            model, labels=settings.classes, num_samples=settings.num_samples, codec=codec,
-            sampler=settings.sampler, steps=steps, cfg_scale=settings.cfg_scale,
-            guided_channels=settings.guided_channels, seed=settings.seed, batch_size=batch_size,
-            diffusion_config=loaded.diffusion_config, progress=progress and ranks.is_main,
-            sample_indices=mine, device=device)
+        batches = generate_batches(model, **request, progress=progress and ranks.is_main, sample_indices=mine,
+                                   device=device)
         for batch in batches:
             for position, index in enumerate(batch.indices):
                 name = sample_name(index, None if labels is None else labels[index])

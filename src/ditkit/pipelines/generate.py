@@ -134,16 +134,19 @@ def to_uint8_images(images: torch.Tensor) -> np.ndarray:
     return images.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def generate_batches(model, *, labels=None, num_samples=None, codec=None, sampler: str = "ddpm",
-                     steps: int | None = None, cfg_scale: float = 1.0, guided_channels: int | None = None,
-                     seed: int = 0, batch_size: int = 32, diffusion_config: dict | None = None,
-                     progress: bool = True, sample_indices: Sequence[int] | None = None,
-                     eta: float = 0.0, clip_denoised: bool = False, device=None,
-                     pad_batches: bool = True) -> Iterator[GeneratedSamples]:
-    """Like :func:`generate`, but yields one :class:`GeneratedSamples` per batch as soon as it is done."""
-    from ..diffusion.guidance import cfg_denoiser
-    from ..diffusion.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_sample
+@dataclass
+class SamplingPlan:
+    """A checked sampling request: the run's size, each sample's label, the respaced process."""
 
+    total: int
+    labels: list[int] | None
+    diffusion: object
+
+
+def plan_sampling(model, *, labels=None, num_samples=None, codec=None, sampler: str = "ddpm",
+                  steps: int | None = None, cfg_scale: float = 1.0, guided_channels: int | None = None,
+                  seed: int = 0, batch_size: int = 32, diffusion_config: dict | None = None) -> SamplingPlan:
+    """Check a request against the model and codec (DitkitError on bad input) before any work."""
     config = model.config
     total, all_labels = resolve_labels(config.num_classes, labels, num_samples)
     if int(seed) < 0:
@@ -153,12 +156,37 @@ def generate_batches(model, *, labels=None, num_samples=None, codec=None, sample
     _check_guidance(model, cfg_scale, guided_channels)
     check_codec_fits(model, codec)
     diffusion = make_sampling_diffusion(sampler, steps, diffusion_config, learn_sigma=config.learn_sigma)
+    return SamplingPlan(total, all_labels, diffusion)
 
-    indices = list(range(total)) if sample_indices is None else [int(i) for i in sample_indices]
-    bad = [i for i in indices if not 0 <= i < total]
+
+def generate_batches(model, *, labels=None, num_samples=None, codec=None, sampler: str = "ddpm",
+                     steps: int | None = None, cfg_scale: float = 1.0, guided_channels: int | None = None,
+                     seed: int = 0, batch_size: int = 32, diffusion_config: dict | None = None,
+                     progress: bool = True, sample_indices: Sequence[int] | None = None,
+                     eta: float = 0.0, clip_denoised: bool = False, device=None,
+                     pad_batches: bool = True) -> Iterator[GeneratedSamples]:
+    """Like :func:`generate`, but yields one :class:`GeneratedSamples` per batch as soon as it is done.
+
+    The request is checked when called, before the first batch is asked for.
+    """
+    plan = plan_sampling(model, labels=labels, num_samples=num_samples, codec=codec, sampler=sampler, steps=steps,
+                         cfg_scale=cfg_scale, guided_channels=guided_channels, seed=seed, batch_size=batch_size,
+                         diffusion_config=diffusion_config)
+    indices = list(range(plan.total)) if sample_indices is None else [int(i) for i in sample_indices]
+    bad = [i for i in indices if not 0 <= i < plan.total]
     if bad:
-        raise DitkitError(f"sample index {bad[0]} is outside the run's {total} samples")
+        raise DitkitError(f"sample index {bad[0]} is outside the run's {plan.total} samples")
+    return _batches(model, plan, indices, codec=codec, sampler=sampler, cfg_scale=cfg_scale,
+                    guided_channels=guided_channels, seed=seed, batch_size=batch_size, progress=progress, eta=eta,
+                    clip_denoised=clip_denoised, device=device, pad_batches=pad_batches)
 
+
+def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, sampler, cfg_scale, guided_channels, seed,
+             batch_size, progress, eta, clip_denoised, device, pad_batches) -> Iterator[GeneratedSamples]:
+    from ..diffusion.guidance import cfg_denoiser
+    from ..diffusion.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_sample
+
+    config, diffusion, all_labels = model.config, plan.diffusion, plan.labels
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     shape = (config.in_channels, config.input_size, config.input_size)
@@ -178,10 +206,9 @@ def generate_batches(model, *, labels=None, num_samples=None, codec=None, sample
             def noise_sampler(x, generators=generators, padding=padding):
                 return _per_sample_randn(generators, x.shape[1:], padding, device=x.device, dtype=x.dtype)
 
+            y = None
             if batch_labels is not None:
-                batch_labels_padded = batch_labels + [batch_labels[0]] * padding
-            y = (None if batch_labels is None
-                 else torch.tensor(batch_labels_padded, dtype=torch.long, device=device))
+                y = torch.tensor(batch_labels + batch_labels[:1] * padding, dtype=torch.long, device=device)
             denoiser = cfg_denoiser(model, y, cfg_scale, guided_channels=guided_channels)
             with torch.no_grad():
                 if sampler == "ddpm":
@@ -191,7 +218,7 @@ def generate_batches(model, *, labels=None, num_samples=None, codec=None, sample
                     latents = ddim_sample(denoiser, diffusion, noise, eta=eta, clip_denoised=clip_denoised,
                                           noise_sampler=noise_sampler)
                 else:
-                    latents = dpm_solver_pp_sample(denoiser, diffusion, noise)
+                    latents = dpm_solver_pp_sample(denoiser, diffusion, noise, clip_denoised=clip_denoised)
                 latents = latents[:len(batch_indices)]
                 images = None if codec is None else to_uint8_images(codec.decode(latents))
             bar.update(len(batch_indices))

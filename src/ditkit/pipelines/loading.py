@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,25 @@ def load_for_sampling(checkpoint: str | Path | None, *, device="cpu") -> LoadedM
     return loaded
 
 
+@contextmanager
+def _quiet_diffusers():
+    """diffusers / huggingface_hub chatter (advice to install accelerate, deprecations) is not for our
+    users: ``ditkit sample`` speaks in one line when something goes wrong."""
+    try:
+        from diffusers.utils import logging as diffusers_logging
+    except ImportError:  # pragma: no cover - diffusers is a dependency
+        yield
+        return
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
 def load_codec(loaded: LoadedModel, vae: str | None, *, device="cpu"):
     """The codec to decode with: ``vae`` ("none" = keep raw latents, an id or a local folder) overrides
     the checkpoint's own codec; official checkpoints (4 latent channels) default to the SD VAE."""
@@ -57,18 +78,17 @@ def load_codec(loaded: LoadedModel, vae: str | None, *, device="cpu"):
     if vae is not None and vae.lower() == "none":
         return None
     in_channels = loaded.model.config.in_channels
+    if vae is not None:
+        spec = vae
+    elif loaded.codec_config is not None:
+        spec = loaded.codec_config
+    else:  # no codec info (official .pt): the SD VAE for 4-channel latents, else pixel space
+        spec = DEFAULT_VAE if in_channels == 4 else "pixel"
+    pixel = spec.get("type") == "pixel" if isinstance(spec, dict) else spec.lower() in ("pixel", "pixels")
     try:
-        if vae is not None:
-            codec = codecs.make_codec(vae)
-        elif loaded.codec_config is not None:
-            codec = codecs.codec_from_config(loaded.codec_config)
-        elif in_channels == 4:
-            codec = codecs.make_codec(DEFAULT_VAE)
-        else:  # a pixel-space model (1 or 3 channels) without codec info
-            codec = codecs.make_codec("pixel")
+        with nullcontext() if pixel else _quiet_diffusers():  # importing diffusers takes seconds
+            codec = codecs.make_codec(spec, image_channels=in_channels)
     except DitkitError as exc:
-        raise DitkitError(f"{str(exc).rstrip('.')}; pass --vae PATH (a local AutoencoderKL folder) "
-                          "or --vae none to save the raw latents") from None
-    if hasattr(codec, "to"):
-        codec = codec.to(device)
-    return codec
+        raise DitkitError(f"{str(exc).rstrip('.')} (use --vae PATH for a local AutoencoderKL folder, or --vae none "
+                          "to save the raw latents)") from None
+    return codec.to(device)
