@@ -235,7 +235,7 @@ def test_bad_input_is_one_line_exit_2(capsys, tmp_path, pixel_ckpt, args, messag
 
 def test_missing_checkpoint_and_labels_for_unconditional(capsys, tmp_path, uncond_ckpt):
     code, _, err = cli(capsys, "sample", "--checkpoint", tmp_path / "nope", "--num-samples", "1", "--out", tmp_path / "o")
-    assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "No checkpoint at" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli(capsys, "sample", "--checkpoint", uncond_ckpt, "--classes", "1", "--out", tmp_path / "o")
     assert code == 2 and "unconditional" in err and len(err.strip().splitlines()) == 1
 
@@ -251,7 +251,7 @@ def _env():
 def test_official_checkpoint_defaults_to_the_sd_vae_and_fails_clearly_offline(tmp_path, fixtures_dir):
     """Official .pt files carry no codec: the SD VAE is the default; unreachable, that is one clear line."""
     command = [sys.executable, "-m", "ditkit", "sample", "--checkpoint", fixtures_dir / "tiny_dit_state_dict.pt",
-               "--classes", "1,2", *FAST, "--out", tmp_path / "a"]
+               "--classes", "1,2", "--num-heads", "4", *FAST, "--out", tmp_path / "a"]
     proc = subprocess.run([str(a) for a in command], capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -261,11 +261,15 @@ def test_official_checkpoint_defaults_to_the_sd_vae_and_fails_clearly_offline(tm
 def test_official_checkpoint_through_a_local_vae(capsys, tmp_path, fixtures_dir, tiny_vae):
     state_dict = fixtures_dir / "tiny_dit_state_dict.pt"
     code, _, err = cli(capsys, "sample", "--checkpoint", state_dict, "--classes", "1,2", *FAST, "--vae", tiny_vae,
-                       "--cfg-scale", "1.5", "--guided-channels", "3", "--out", tmp_path / "b")
-    assert code == 0, err
+                       "--cfg-scale", "1.5", "--guided-channels", "3", "--num-heads", "4", "--out", tmp_path / "b")
+    assert code == 0 and "warning" not in err, err
     assert sorted(p.name for p in (tmp_path / "b" / "samples").iterdir()) == ["000000_class1.png", "000001_class2.png"]
     run = json.loads((tmp_path / "b" / "run.json").read_text())
-    assert run["codec"] is None and run["settings"]["guided_channels"] == 3
+    assert run["codec"] is None and run["settings"]["guided_channels"] == 3 and run["model"]["num_heads"] == 4
+    # without --num-heads the loader guesses, and says so in one line
+    code, _, err = cli(capsys, "sample", "--checkpoint", state_dict, "--classes", "1", "--steps", "1", "--vae", "none",
+                       "--out", tmp_path / "c")
+    assert code == 0 and err.count("ditkit sample: warning:") == 1 and "num_heads" in err
 
 
 def test_torchrun_two_processes_share_the_work_and_resume(tmp_path, pixel_ckpt):

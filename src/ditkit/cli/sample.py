@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from ..pipelines import DEFAULT_VAE, SAMPLERS, SampleSettings, sample_to_folder
 
@@ -38,18 +40,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (per process)")
     p.add_argument("--vae", help=f"decoder: hub id or local AutoencoderKL folder, or 'none' to save raw latents "
                                  f"(default: the checkpoint's codec; {DEFAULT_VAE} for official checkpoints)")
+    p.add_argument("--num-heads", type=int, help="attention heads, for official checkpoints of no paper size "
+                                                 "(the weights do not store it)")
     p.add_argument("--out", default="ditkit-samples", help="output folder (default: ./ditkit-samples)")
     p.add_argument("--npz", action="store_true", help="also write samples.npz in the ADM evaluation format")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.set_defaults(func=run)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"ditkit sample: warning: {message}", file=sys.stderr)
+
+
 def run(args) -> int:
     settings = SampleSettings(
         checkpoint=args.checkpoint, classes=args.classes, num_samples=args.num_samples, sampler=args.sampler,
         steps=args.steps, cfg_scale=args.cfg_scale, guided_channels=args.guided_channels, seed=args.seed,
-        vae=args.vae)
-    summary = sample_to_folder(settings, args.out, batch_size=args.batch_size, npz=args.npz, device=args.device)
+        vae=args.vae, num_heads=args.num_heads)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        summary = sample_to_folder(settings, args.out, batch_size=args.batch_size, npz=args.npz,
+                                   device=args.device)
     if summary["rank"] == 0:
         resumed = f" ({summary['skipped']} already there)" if summary["skipped"] else ""
         print(f"{summary['num_samples']} samples in {summary['out']}{resumed}")

@@ -48,6 +48,7 @@ class SampleSettings:
     guided_channels: int | None = None
     seed: int = 0
     vae: str | None = None  # None: the checkpoint's codec; "none": keep raw latents
+    num_heads: int | None = None  # official checkpoints do not store it; None: inferred
 
     def command(self, *, batch_size: int, npz: bool, out: Path) -> str:
         """A ``ditkit sample`` command line that reproduces this run."""
@@ -64,6 +65,8 @@ class SampleSettings:
         parts += ["--seed", str(self.seed), "--batch-size", str(batch_size)]
         if self.vae is not None:
             parts += ["--vae", self.vae]
+        if self.num_heads is not None:
+            parts += ["--num-heads", str(self.num_heads)]
         parts += ["--out", str(out)] + (["--npz"] if npz else [])
         return shlex.join(parts)
 
@@ -124,7 +127,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
     out = Path(out)
     device = pick_device(device, int(os.environ.get("LOCAL_RANK", 0)))
     with sampling_ranks(device) as ranks:
-        loaded = load_for_sampling(settings.checkpoint, device=device)
+        loaded = load_for_sampling(settings.checkpoint, device=device, num_heads=settings.num_heads)
         model = loaded.model
         codec = load_codec(loaded, settings.vae, device=device)
         if npz and codec is None:

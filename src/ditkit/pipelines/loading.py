@@ -33,22 +33,19 @@ class LoadedModel:
     class_names: list[str] | None = None
 
 
-def load_for_sampling(checkpoint: str | Path | None, *, device="cpu") -> LoadedModel:
-    """Load our checkpoint folder or an official ``.pt`` file (or the bundled default when None)."""
-    from .. import checkpoints
+def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_overrides) -> LoadedModel:
+    """Load a ditkit checkpoint folder, an official ``.pt`` file or name, or the bundled default (None).
 
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if not path.exists():
-        raise DitkitError(f"checkpoint not found: {path}")
-    if path.is_dir() or path.name == "config.json":
-        model, config = checkpoints.from_pretrained(path.parent if path.name == "config.json" else path)
-        loaded = LoadedModel(model=model, checkpoint=str(path.resolve()),
-                             diffusion_config=dict(config.get("diffusion") or {}),
-                             codec_config=config.get("codec"), class_names=config.get("class_names"))
-    else:
-        loaded = LoadedModel(model=checkpoints.load_model(path), checkpoint=str(path.resolve()))
-    loaded.model.to(device).eval()
-    return loaded
+    ``config_overrides`` (e.g. ``num_heads=4``) fill in what official files cannot store."""
+    from ..checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint if checkpoint is not None else default_checkpoint(), map_location=device,
+                             **config_overrides)
+    config = loaded.config
+    model = loaded.model.to(device).eval()
+    return LoadedModel(model=model, checkpoint=str(Path(loaded.source).resolve()),
+                       diffusion_config=dict(config.get("diffusion") or {}), codec_config=config.get("codec"),
+                       class_names=config.get("class_names"))
 
 
 @contextmanager
