@@ -246,7 +246,8 @@ def load_fid_inception(path: str | None = None, download: bool = True) -> FIDInc
         raise DitkitError(f"cannot read Inception weights {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(state, dict):
         raise DitkitError(f"Inception weights {path} are not a state dict")
-    model = FIDInceptionV3()
+    with torch.device("meta"):  # no point drawing 24M random numbers that are overwritten next
+        model = FIDInceptionV3()
     own = model.state_dict()
     # The converted TF weights carry no BatchNorm step counters; everything else must match exactly.
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
@@ -258,5 +259,6 @@ def load_fid_inception(path: str | None = None, download: bool = True) -> FIDInc
             f"{path} is not an FID InceptionV3 state dict ({len(missing)} missing, {len(unexpected)} "
             f"unexpected, {len(wrong)} mis-shaped keys, e.g. '{first}')"
         )
-    model.load_state_dict(state, strict=False)
+    full = {k: state[k].float() if k in state else torch.zeros((), dtype=torch.long) for k in own}
+    model.load_state_dict(full, strict=True, assign=True)
     return model.eval().requires_grad_(False)
