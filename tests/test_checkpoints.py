@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -376,13 +375,3 @@ def test_info_bad_input_is_one_line_exit_2(tmp_path, capsys):
         assert main(["info", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("ditkit info: error:") and err.count("\n") == 1
-
-
-def test_info_cli_runs_as_a_program():
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-m", "ditkit", "info", str(STATE_DICT), "--num-heads", "4"],
-                            capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert result.returncode == 0, result.stderr
-    assert "Gflops" in result.stdout

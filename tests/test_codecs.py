@@ -30,6 +30,11 @@ def tiny_vae_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def vae_codec(tiny_vae_dir):
+    return VAECodec(tiny_vae_dir)
+
+
 def _images(n=2, size=16, channels=3):
     return torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
@@ -61,10 +66,10 @@ def test_vae_codec_loads_local_folder_shapes_and_config(tiny_vae_dir):
     assert isinstance(rebuilt, VAECodec) and rebuilt.scaling_factor == codec.scaling_factor
 
 
-def test_vae_codec_scales_and_samples_like_diffusers(tiny_vae_dir):
+def test_vae_codec_scales_and_samples_like_diffusers(tiny_vae_dir, vae_codec):
     from diffusers import AutoencoderKL
 
-    codec = VAECodec(tiny_vae_dir)
+    codec = vae_codec
     raw = AutoencoderKL.from_pretrained(tiny_vae_dir).eval()
     x = _images()
     with torch.no_grad():
@@ -80,8 +85,8 @@ def test_vae_codec_scales_and_samples_like_diffusers(tiny_vae_dir):
         torch.testing.assert_close(codec.decode(z), raw.decode(expected / 0.18215).sample)
 
 
-def test_vae_codec_is_reproducible_with_a_generator(tiny_vae_dir):
-    codec = VAECodec(tiny_vae_dir)
+def test_vae_codec_is_reproducible_with_a_generator(vae_codec):
+    codec = vae_codec
     x = _images()
     a = codec.encode(x, generator=torch.Generator().manual_seed(7))
     b = codec.encode(x, generator=torch.Generator().manual_seed(7))
@@ -90,16 +95,16 @@ def test_vae_codec_is_reproducible_with_a_generator(tiny_vae_dir):
     assert not torch.equal(a, c)
 
 
-def test_vae_codec_scaling_factor_override(tiny_vae_dir):
-    codec = VAECodec(tiny_vae_dir, scaling_factor=0.5)
+def test_vae_codec_scaling_factor_override(vae_codec):
+    codec = VAECodec(vae_codec.vae, scaling_factor=0.5)  # wraps an already built AutoencoderKL
     x = _images()
     z = codec.encode(x, generator=torch.Generator().manual_seed(0))
-    ref = VAECodec(tiny_vae_dir).encode(x, generator=torch.Generator().manual_seed(0))
+    ref = vae_codec.encode(x, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(z, ref / 0.18215 * 0.5)
 
 
-def test_vae_codec_rejects_sizes_it_cannot_represent(tiny_vae_dir):
-    codec = VAECodec(tiny_vae_dir)
+def test_vae_codec_rejects_sizes_it_cannot_represent(vae_codec):
+    codec = vae_codec
     with pytest.raises(DitkitError, match="multiple"):
         codec.encode(_images(size=15))
     with pytest.raises(DitkitError, match="latents"):
