@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -272,39 +273,34 @@ def test_official_checkpoint_through_a_local_vae(capsys, tmp_path, fixtures_dir,
     assert code == 0 and err.count("ditkit sample: warning:") == 1 and "num_heads" in err
 
 
-def test_torchrun_two_processes_share_the_work_and_resume(tmp_path, pixel_ckpt):
-    def torchrun(out):
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                   "-m", "ditkit", "sample", "--checkpoint", pixel_ckpt, "--num-samples", "20", "--steps", "2",
-                   "--batch-size", "4", "--out", out, "--npz"]
-        proc = subprocess.run([str(a) for a in command], capture_output=True, text=True, env=_env(), timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stdout
+def test_torchrun_two_processes_share_the_work_and_resume(capsys, tmp_path, pixel_ckpt):
+    """An interrupted single-process run finished by two torchrun ranks (gloo): the missing samples are
+    shared between the ranks, the ones on disk are skipped, and the result is what one process makes."""
+    args = ["sample", "--checkpoint", pixel_ckpt, "--num-samples", "20", "--steps", "2", "--batch-size", "4", "--npz"]
+    single = tmp_path / "single"
+    assert cli(capsys, *args, "--out", single)[0] == 0
+    expected = pngs(single)
 
     out = tmp_path / "ddp"
-    torchrun(out)
+    shutil.copytree(single, out)
+    (out / "samples.npz").unlink()
+    kept_names = ["000000_class0.png", "000007_class7.png", "000011_class1.png", "000019_class9.png"]
+    for name in set(expected) - set(kept_names):
+        (out / "samples" / name).unlink()
+    (out / "samples" / ".000005_class5.png.abc.tmp").write_bytes(b"partial")  # left by a killed run
+    kept = {name: os.stat(out / "samples" / name).st_ino for name in kept_names}
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ditkit",
+               *args, "--out", out]
+    proc = subprocess.run([str(a) for a in command], capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "20 samples in" in proc.stdout and "(4 already there)" in proc.stdout
+    assert "rank 0 of 2: drew 8 samples" in proc.stdout and "rank 1 of 2: drew 8 samples" in proc.stdout
+    assert pngs(out) == expected
+    assert {name: os.stat(out / "samples" / name).st_ino for name in kept_names} == kept  # not rewritten
+    assert not list((out / "samples").glob(".*"))
     with np.load(out / "samples.npz") as npz:
         images, labels = npz["arr_0"], npz["labels"]
     assert images.shape == (20, 8, 8, 3) and len({im.tobytes() for im in images}) == 20
     assert np.bincount(labels, minlength=10).tolist() == [2] * 10
     assert json.loads((out / "run.json").read_text())["runtime"]["world_size"] == 2
-    first = pngs(out)
-
-    # the same samples as one process makes: each depends only on (seed, index)
-    single = tmp_path / "single"
-    proc = subprocess.run([str(a) for a in [sys.executable, "-m", "ditkit", "sample", "--checkpoint", pixel_ckpt,
-                                            "--num-samples", "20", "--steps", "2", "--batch-size", "4",
-                                            "--out", single]], capture_output=True, text=True, env=_env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert pngs(single) == first
-
-    # interrupted run: some samples missing, a stale temp file; re-running fills in exactly those
-    for name in ["000003_class3.png", "000010_class0.png", "000017_class7.png"]:
-        (out / "samples" / name).unlink()
-    (out / "samples" / ".000005_class5.png.abc.tmp").write_bytes(b"partial")
-    kept = {p.name: os.stat(p).st_ino for p in (out / "samples").glob("*.png")}
-    stdout = torchrun(out)
-    assert "(17 already there)" in stdout
-    assert pngs(out) == first
-    assert {name: os.stat(out / "samples" / name).st_ino for name in kept} == kept
-    assert not list((out / "samples").glob(".*"))

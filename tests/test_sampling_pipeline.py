@@ -165,3 +165,12 @@ def test_grid_has_one_row_per_class_when_classes_repeat():
     assert grid[4, 4, 0] == 40  # row 1 = class 1: samples 1 and 4
     square = make_grid(images, [0, 1, 2, 3, 4, 5], padding=1)
     assert square.shape == (1 + 2 * 3, 1 + 3 * 3, 1)  # distinct labels: a near-square grid
+
+
+def test_samples_in_eval_mode_and_restores_training_mode(pixels):
+    model = tiny_model()
+    expected = run(model.eval(), pixels, labels=[1, 2], sampler="ddim")
+    model.train()  # e.g. the training engine's FID hook; label dropout must not touch sampling
+    got = run(model, pixels, labels=[1, 2], sampler="ddim")
+    assert model.training
+    assert torch.equal(got.latents, expected.latents)

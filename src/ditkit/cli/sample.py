@@ -61,6 +61,8 @@ def run(args) -> int:
         warnings.showwarning = _one_line_warning
         summary = sample_to_folder(settings, args.out, batch_size=args.batch_size, npz=args.npz,
                                    device=args.device)
+    if summary["world_size"] > 1:
+        print(f"rank {summary['rank']} of {summary['world_size']}: drew {summary['generated']} samples")
     if summary["rank"] == 0:
         resumed = f" ({summary['skipped']} already there)" if summary["skipped"] else ""
         print(f"{summary['num_samples']} samples in {summary['out']}{resumed}")

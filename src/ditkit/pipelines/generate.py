@@ -190,6 +190,7 @@ def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, sampler, c
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     shape = (config.in_channels, config.input_size, config.input_size)
+    was_training = model.training  # e.g. a model mid-training: put it back as it was
     model.eval()
 
     bar = tqdm(total=len(indices), desc=f"sampling ({sampler})", unit="img", disable=not progress)
@@ -226,23 +227,33 @@ def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, sampler, c
                                    labels=batch_labels, indices=batch_indices)
     finally:
         bar.close()
+        model.train(was_training)
 
 
-def generate(model, **kwargs) -> GeneratedSamples:
+def generate(model, *, labels: Sequence[int] | None = None, num_samples: int | None = None, codec=None,
+             sampler: str = "ddpm", steps: int | None = None, cfg_scale: float = 1.0,
+             guided_channels: int | None = None, seed: int = 0, batch_size: int = 32,
+             diffusion_config: dict | None = None, progress: bool = True,
+             sample_indices: Sequence[int] | None = None, eta: float = 0.0, clip_denoised: bool = False,
+             device=None, pad_batches: bool = True) -> GeneratedSamples:
     """Sample images from a DiT.
 
-    Keyword arguments: ``labels`` (list of class labels, one sample each) and/or ``num_samples``;
-    ``codec`` (decodes latents to images; None returns latents only); ``sampler`` "ddpm" | "ddim" |
-    "dpm++"; ``steps`` (default 250 / 50 / 20); ``cfg_scale`` (1 = no guidance); ``guided_channels``
-    (None = all ε channels, the standard form; 3 = the reference code's form); ``seed``; ``batch_size``;
-    ``diffusion_config`` (the checkpoint's diffusion settings); ``progress``; ``sample_indices``
-    (which of the run's global sample indices to draw; default all); ``eta`` (DDIM); ``clip_denoised``;
-    ``device``; ``pad_batches`` (run a short last batch at full size, default True).
+    ``labels``: class labels, one sample each (with ``num_samples`` too: cycled); ``num_samples`` alone
+    spreads samples evenly over the classes (sample i gets class i mod K). ``codec`` decodes latents to
+    images (None: latents only). ``sampler`` "ddpm" | "ddim" | "dpm++"; ``steps`` (default 250 / 50 / 20).
+    ``cfg_scale`` (1 = no guidance); ``guided_channels`` (None = all ε channels, the standard form; 3 = the
+    reference code's form). ``diffusion_config``: the checkpoint's diffusion settings. ``sample_indices``:
+    which of the run's global sample indices to draw (default all). ``eta``: DDIM's noise.
+    ``pad_batches``: run a short last batch at full size (default True).
 
     Sample i depends only on ``seed`` and i. With the same ``batch_size`` it is bit-identical whichever
     batch, rank or resumed run draws it; a different ``batch_size`` can change it by float rounding
     (the network's kernels depend on the batch shape), i.e. at most a level in rare pixels.
     """
+    kwargs = dict(labels=labels, num_samples=num_samples, codec=codec, sampler=sampler, steps=steps,
+                  cfg_scale=cfg_scale, guided_channels=guided_channels, seed=seed, batch_size=batch_size,
+                  diffusion_config=diffusion_config, progress=progress, sample_indices=sample_indices, eta=eta,
+                  clip_denoised=clip_denoised, device=device, pad_batches=pad_batches)
     parts = list(generate_batches(model, **kwargs))
     if not parts:
         raise DitkitError("there are no samples to draw")
