@@ -109,6 +109,8 @@ def save_pretrained(model: DiT, path, *, diffusion=None, codec=None, class_names
     ``codec`` / ``diffusion`` may be dicts or objects with ``to_config()``.
     """
     path = Path(path).expanduser()
+    for wrapper in ("module", "_orig_mod"):  # DDP / FSDP and torch.compile wrappers hold the DiT inside
+        model = getattr(model, wrapper, model)
     config_text = json.dumps(
         make_checkpoint_config(model, diffusion=diffusion, codec=codec, class_names=class_names, extra=extra),
         indent=2,
