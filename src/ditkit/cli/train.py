@@ -106,8 +106,8 @@ def run(args) -> int:
             from ..evaluation import make_training_eval_fn
         except ImportError as exc:
             raise DitkitError("--fid-every needs ditkit.evaluation.make_training_eval_fn, which is not available") from exc
-        eval_fn = make_training_eval_fn(data=args.data, image_size=args.image_size, num_samples=args.fid_samples,
-                                        seed=args.seed)
+        eval_fn = make_training_eval_fn(args.data, args.fid_samples, image_size=args.image_size, codec=args.vae,
+                                        seed=args.seed, progress=False)
     summary = train(config, eval_fn=eval_fn, eval_every=args.fid_every, command_line=list(sys.argv))
     if summary["checkpoint"]:
         print(f"trained to step {summary['step']} (loss {summary['loss']:.4f}); checkpoint: {summary['checkpoint']}")
