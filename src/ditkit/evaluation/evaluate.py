@@ -15,7 +15,7 @@ from ..version import __version__
 from .extractors import FeatureExtractor, classifier_extractor, make_extractor
 from .classifier import bundled_classifier_names
 from .metrics import feature_statistics, frechet_distance, inception_score, precision_recall
-from .reference import ReferenceStats, reference_statistics
+from .reference import MIN_IMAGES, ReferenceStats, reference_statistics
 from .sources import ImageSet, open_images, parse_bundled
 
 
@@ -34,7 +34,8 @@ def score_features(features: dict[str, np.ndarray], reference: ReferenceStats, *
         mu_s, sigma_s = feature_statistics(features["spatial"])
         metrics["sfid"] = frechet_distance(mu_s, sigma_s, reference.mu_spatial, reference.sigma_spatial, method=fd_method)
     metrics["inception_score"], metrics["inception_score_std"] = inception_score(features["logits"], is_splits)
-    metrics["precision"], metrics["recall"] = precision_recall(reference.pr_features, features["pool"][:max_pr_samples])
+    metrics["precision"], metrics["recall"] = precision_recall(reference.pr_features, features["pool"][:max_pr_samples],
+                                                          real_radii=reference.pr_radii)
     if labels is not None and num_classes is not None:
         metrics["class_accuracy"] = class_accuracy(features["logits"], labels)
     return metrics
@@ -59,8 +60,9 @@ def evaluate(samples: str | ImageSet, reference: str, *, extractor: str | Featur
     if batch_size < 1:
         raise DitkitError(f"the batch size must be at least 1, got {batch_size}")
     sample_set = samples if isinstance(samples, ImageSet) else open_images(samples)
-    if len(sample_set) < 2:
-        raise DitkitError(f"need at least 2 samples to compute statistics, got {len(sample_set)}")
+    if len(sample_set) < MIN_IMAGES:
+        raise DitkitError(f"need at least {MIN_IMAGES} samples (precision/recall uses 3 nearest neighbours), "
+                          f"got {len(sample_set)}")
     height, width = sample_set.resolution
     bundled_ref = parse_bundled(reference)
     if bundled_ref and height != width:

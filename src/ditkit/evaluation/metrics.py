@@ -127,8 +127,13 @@ def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d.clamp_min_(0.0)
 
 
+def knn_radii(features, k: int = 3, batch: int = 1024) -> np.ndarray:
+    """Squared distance of each point to its k-th nearest neighbour in its own set (self excluded):
+    the radii of the k-NN manifold. Reference sets can compute them once and keep them."""
+    return _knn_radii(torch.as_tensor(np.asarray(features), dtype=torch.float64), k, batch).numpy()
+
+
 def _knn_radii(features: torch.Tensor, k: int, batch: int) -> torch.Tensor:
-    """Squared distance of each point to its k-th nearest neighbour in its own set (self excluded)."""
     radii = []
     for start in range(0, len(features), batch):
         d = _squared_distances(features[start:start + batch], features)
@@ -145,18 +150,19 @@ def _fraction_in_manifold(points: torch.Tensor, manifold: torch.Tensor, radii: t
     return float(torch.cat(inside).double().mean())
 
 
-def precision_recall(real_features, fake_features, k: int = 3, batch: int = 1024) -> tuple[float, float]:
+def precision_recall(real_features, fake_features, k: int = 3, batch: int = 1024,
+                     real_radii: np.ndarray | None = None) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN manifolds.
 
     precision = share of generated samples inside the real manifold (a ball of radius "distance to
     the k-th nearest real neighbour" around every real point); recall = share of real samples inside
-    the generated manifold. ADM uses k = 3.
+    the generated manifold. ADM uses k = 3. ``real_radii``: precomputed ``knn_radii(real, k)``.
     """
     real = torch.as_tensor(np.asarray(real_features), dtype=torch.float64)
     fake = torch.as_tensor(np.asarray(fake_features), dtype=torch.float64)
     if len(real) <= k or len(fake) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples in each set")
-    real_radii = _knn_radii(real, k, batch)
+    real_radii = _knn_radii(real, k, batch) if real_radii is None else torch.as_tensor(real_radii, dtype=torch.float64)
     fake_radii = _knn_radii(fake, k, batch)
     precision = _fraction_in_manifold(fake, real, real_radii, batch)
     recall = _fraction_in_manifold(real, fake, fake_radii, batch)

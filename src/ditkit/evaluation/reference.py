@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import DitkitError
 from ..version import __version__
 from .extractors import FeatureExtractor
 from .inception import cache_dir
-from .metrics import feature_statistics
+from .metrics import feature_statistics, knn_radii
 from .sources import ImageSet, dataset_images, open_images, parse_bundled
+
+MIN_IMAGES = 4  # precision / recall look at 3 nearest neighbours, so a set needs 4 points
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ReferenceStats:
     mu: np.ndarray
     sigma: np.ndarray
     pr_features: np.ndarray  # up to max_pr_samples pool features, for precision / recall
+    pr_radii: np.ndarray  # their k-NN radii (k = 3), so precision / recall need not recompute them
     count: int
     resolution: tuple[int, int]
     description: str
@@ -40,8 +44,12 @@ class ReferenceStats:
 
 def statistics_from_features(features: dict[str, np.ndarray], images: ImageSet, extractor: FeatureExtractor,
                              max_pr_samples: int) -> ReferenceStats:
+    if len(images) < MIN_IMAGES:
+        raise DitkitError(f"the reference ({images.description}) needs at least {MIN_IMAGES} images")
     mu, sigma = feature_statistics(features["pool"])
-    stats = ReferenceStats(mu, sigma, features["pool"][:max_pr_samples], len(images), images.resolution,
+    pr_features = features["pool"][:max_pr_samples]
+    radii = knn_radii(pr_features) if len(pr_features) else np.zeros(0)  # max_pr_samples 0: no precision/recall
+    stats = ReferenceStats(mu, sigma, pr_features, radii, len(images), images.resolution,
                            images.description, extractor.name)
     if "spatial" in features:
         stats.mu_spatial, stats.sigma_spatial = feature_statistics(features["spatial"])
@@ -57,9 +65,9 @@ def _load_cached(path: str, max_pr_samples: int) -> ReferenceStats | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            if len(data["pr_features"]) < min(max_pr_samples, meta["count"]):
-                return None  # cached with a smaller precision/recall subset than asked for now
-            stats = ReferenceStats(data["mu"], data["sigma"], data["pr_features"][:max_pr_samples], meta["count"],
+            if len(data["pr_features"]) != min(max_pr_samples, meta["count"]):
+                return None  # cached with another precision/recall subset size than asked for now
+            stats = ReferenceStats(data["mu"], data["sigma"], data["pr_features"], data["pr_radii"], meta["count"],
                                    tuple(meta["resolution"]), meta["description"], meta["extractor"], cached=True)
             if "mu_spatial" in data.files:
                 stats.mu_spatial, stats.sigma_spatial = data["mu_spatial"], data["sigma_spatial"]
@@ -72,7 +80,7 @@ def _save_cached(path: str, stats: ReferenceStats) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     meta = dict(count=stats.count, resolution=list(stats.resolution), description=stats.description,
                 extractor=stats.extractor, ditkit_version=__version__)
-    arrays = dict(mu=stats.mu, sigma=stats.sigma, pr_features=stats.pr_features, meta=np.array(json.dumps(meta)))
+    arrays = dict(mu=stats.mu, sigma=stats.sigma, pr_features=stats.pr_features, pr_radii=stats.pr_radii, meta=np.array(json.dumps(meta)))
     if stats.mu_spatial is not None:
         arrays.update(mu_spatial=stats.mu_spatial, sigma_spatial=stats.sigma_spatial)
     tmp = f"{path[:-4]}.tmp{os.getpid()}.npz"

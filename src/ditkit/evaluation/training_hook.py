@@ -57,8 +57,8 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
                 images = dataset_images(data, "train", resolution, limit=reference_limit)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FewSamplesWarning)
-                    state["reference"] = statistics_from_features(fx(images, batch_size, progress), images, fx,
-                                                                  reference_limit)
+                    # The hook reports FID and class accuracy only: no precision/recall subset needed.
+                    state["reference"] = statistics_from_features(fx(images, batch_size, progress), images, fx, 0)
         return state["reference"]
 
     def eval_fn(ema_model, step: int) -> dict[str, float]:
