@@ -10,6 +10,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from ..errors import DitkitError
+
 
 @dataclass
 class Ranks:
@@ -34,7 +36,12 @@ def pick_device(device: str | None, local_rank: int = 0) -> torch.device:
     """``device`` as given, else CUDA when present, else CPU; each local rank takes its own GPU."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise DitkitError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DitkitError("CUDA was asked for but this machine (or this torch build) has none; use --device cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device
