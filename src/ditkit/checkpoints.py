@@ -273,6 +273,7 @@ def infer_config(state_dict: dict, *, train_args=None, notes: list[str] | None =
     """
     notes = [] if notes is None else notes
     args = _train_args(train_args)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
 
     def shape(key: str, ndim: int):
         tensor = state_dict.get(key)
@@ -290,8 +291,8 @@ def infer_config(state_dict: dict, *, train_args=None, notes: list[str] | None =
         raise DitkitError("These weights are not a DiT state dict: they have no transformer blocks.")
     depth = max(block_ids) + 1
     mlp_ratio = shape("blocks.0.mlp.fc1.weight", 2)[0] / hidden
-    out_channels = shape("final_layer.linear.weight", 2)[0] // (patch * patch)
-    if out_channels not in (in_channels, 2 * in_channels):
+    out_channels, leftover = divmod(shape("final_layer.linear.weight", 2)[0], patch * patch)
+    if leftover or out_channels not in (in_channels, 2 * in_channels):
         raise DitkitError(
             f"The final layer predicts {out_channels} channels per pixel, which fits neither {in_channels} "
             f"nor {2 * in_channels} (learned sigma) for {in_channels} input channels."
