@@ -24,9 +24,10 @@ def add_parser(subparsers) -> None:
         "sample", help="draw samples from a checkpoint (PNG per sample, grid, optional ADM .npz)",
         description="Draw samples from a DiT checkpoint. Works under torchrun (ranks share the samples); "
                     "re-running the same command resumes an interrupted run.")
-    p.add_argument("--checkpoint", help="ditkit checkpoint folder or official DiT .pt file "
-                                        "(default: the model bundled with ditkit)")
-    p.add_argument("--classes", type=_class_list, help="comma-separated class labels, one sample each "
+    p.add_argument("--checkpoint", metavar="PATH", help="ditkit checkpoint folder, official DiT .pt file, or an "
+                                                       "official name like DiT-XL/2-256 (downloaded once); "
+                                                       "default: the model bundled with ditkit")
+    p.add_argument("--classes", type=_class_list, metavar="0,1,…", help="comma-separated class labels, one sample each "
                                                        "(with --num-samples: cycled through)")
     p.add_argument("--num-samples", type=int, help="number of samples; on a class-conditional model "
                                                    "spread evenly over the classes (sample i gets class i mod K)")
@@ -38,7 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: ddpm 250, ddim 50, dpm++ 20)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same images (per sample index)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (per process)")
-    p.add_argument("--vae", help=f"decoder: hub id or local AutoencoderKL folder, or 'none' to save raw latents "
+    p.add_argument("--vae", metavar="ID|PATH|none", help=f"decoder: hub id or local AutoencoderKL folder, or 'none' to save raw latents "
                                  f"(default: the checkpoint's codec; {DEFAULT_VAE} for official checkpoints)")
     p.add_argument("--num-heads", type=int, help="attention heads, for official checkpoints of no paper size "
                                                  "(the weights do not store it)")
