@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save
 from ..errors import DitkitError
 from ..version import __version__
 from .distributed import pick_device, sampling_ranks
-from .generate import DEFAULT_STEPS, generate_batches, plan_sampling
+from .generate import DEFAULT_STEPS, effective_diffusion_config, generate_batches, plan_sampling
 from .images import atomic_write, make_grid, read_png, save_png, write_npz
 from .loading import load_codec, load_for_sampling
 
@@ -155,7 +155,8 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
                 "command": settings.command(batch_size=batch_size, npz=npz, out=out),
                 "settings": record,
                 "model": model_config,
-                "diffusion": loaded.diffusion_config,
+                "diffusion": effective_diffusion_config(loaded.diffusion_config,
+                                                        learn_sigma=model.config.learn_sigma),
                 "codec": loaded.codec_config,
                 "class_names": loaded.class_names,
                 "runtime": {"batch_size": batch_size, "device": str(device), "world_size": ranks.world_size},

@@ -95,18 +95,25 @@ def resolve_labels(num_classes: int, labels: Sequence[int] | None, num_samples: 
 def make_sampling_diffusion(sampler: str, steps: int | None, diffusion_config: dict | None, *,
                             learn_sigma: bool):
     """The respaced process ``sampler`` runs on, built from the checkpoint's diffusion settings."""
-    from ..diffusion.gaussian import create_diffusion
-    from ..diffusion.samplers import respacing_for
+    from ..diffusion import create_diffusion, respacing_for
 
     if sampler not in DEFAULT_STEPS:
         raise DitkitError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     steps = DEFAULT_STEPS[sampler] if steps is None else int(steps)
-    config = dict(diffusion_config or {})
-    total = int(config.get("diffusion_steps", 1000))
-    schedule = config.get("noise_schedule", "linear")
-    respacing = respacing_for(sampler, steps, total)  # refuses steps outside 1..total
-    # The model, not the stored settings, decides whether a variance is predicted.
-    return create_diffusion(respacing, noise_schedule=schedule, learn_sigma=learn_sigma, diffusion_steps=total)
+    config = effective_diffusion_config(diffusion_config, learn_sigma=learn_sigma)
+    respacing = respacing_for(sampler, steps, config["diffusion_steps"])  # refuses steps outside 1..total
+    return create_diffusion(respacing, **config)
+
+
+def effective_diffusion_config(diffusion_config: dict | None, *, learn_sigma: bool) -> dict:
+    """The process the model was trained on: the checkpoint's settings over the defaults (1000 linear
+    steps); the model, not the stored settings, decides whether a variance is predicted."""
+    from ..diffusion import DiffusionConfig
+
+    config = DiffusionConfig().to_dict()
+    config.update({k: v for k, v in (diffusion_config or {}).items() if k in config})
+    config["learn_sigma"] = learn_sigma
+    return config
 
 
 def _check_guidance(model, cfg_scale: float, guided_channels: int | None) -> None:
