@@ -236,6 +236,12 @@ def test_bad_input_is_one_line_exit_2(capsys, tmp_path, pixel_ckpt, args, messag
     assert not (tmp_path / "run" / "samples").exists()
 
 
+def test_output_path_that_is_a_file(capsys, tmp_path, pixel_ckpt):
+    (tmp_path / "taken").write_text("x")
+    code, _, err = cli(capsys, "sample", "--checkpoint", pixel_ckpt, "--num-samples", "1", "--out", tmp_path / "taken")
+    assert code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1
+
+
 def test_missing_checkpoint_and_labels_for_unconditional(capsys, tmp_path, uncond_ckpt):
     code, _, err = cli(capsys, "sample", "--checkpoint", tmp_path / "nope", "--num-samples", "1", "--out", tmp_path / "o")
     assert code == 2 and "No checkpoint at" in err and len(err.strip().splitlines()) == 1

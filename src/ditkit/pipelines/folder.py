@@ -98,6 +98,8 @@ def _settings_record(settings: SampleSettings, loaded, steps: int) -> dict:
 
 
 def _check_resumable(out: Path, settings: dict, model_config: dict, sample_dir: Path, suffix: str) -> None:
+    if out.exists() and not out.is_dir():
+        raise DitkitError(f"the output path {out} is a file, not a folder")
     run_json = out / "run.json"
     if not run_json.is_file():
         if _existing_samples(sample_dir, suffix):
