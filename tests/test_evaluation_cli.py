@@ -13,7 +13,8 @@ from ditkit.evaluation import open_images
 @pytest.fixture(scope="module", autouse=True)
 def _shared_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DITKIT_CACHE", str(tmp_path_factory.mktemp("ditkit_cache")))
+        # One path for all evaluation test modules of a session: reference statistics are computed once.
+        mp.setenv("DITKIT_CACHE", str(tmp_path_factory.getbasetemp() / "ditkit_eval_cache"))
         yield
 
 

@@ -19,7 +19,8 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DITKIT_CACHE", str(tmp_path / "cache"))
 
 
-def _random_weights(path):
+@pytest.fixture(scope="module")
+def random_inception():
     """Random weights at a sensible scale: He-initialised convs so activations neither vanish nor explode
     (PyTorch's default init shrinks them to ~1e-8 over 90 layers), random BN statistics, random fc."""
     torch.manual_seed(0)
@@ -30,13 +31,11 @@ def _random_weights(path):
         elif isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.normal_(0, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    torch.save(state, path)
-    return state
+    return model.eval()
 
 
-def test_parameter_layout_is_the_pytorch_fid_one():
-    state = FIDInceptionV3().state_dict()
+def test_parameter_layout_is_the_pytorch_fid_one(random_inception):
+    state = random_inception.state_dict()
     # Names and shapes of the converted TF weights (pt_inception-2015-12-05): 1008 logits, no aux head.
     expected = {
         "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3),
@@ -52,14 +51,12 @@ def test_parameter_layout_is_the_pytorch_fid_one():
         assert tuple(state[key].shape) == shape, key
     assert not any(k.startswith("AuxLogits") for k in state)
     # torchvision's InceptionV3 without its aux head has 23,834,568 parameters at 1000 classes; 1008 adds 8 × 2049.
-    assert sum(p.numel() for p in FIDInceptionV3().parameters()) == 23_834_568 + 8 * 2049
+    assert sum(p.numel() for p in random_inception.parameters()) == 23_834_568 + 8 * 2049
 
 
-def test_outputs_pool_logits_and_adm_spatial_features():
-    torch.manual_seed(0)
-    model = FIDInceptionV3().eval()
+def test_outputs_pool_logits_and_adm_spatial_features(random_inception):
     with torch.no_grad():
-        out = model(torch.rand(1, 3, 40, 40))  # any input size: resized to 299 inside
+        out = random_inception(torch.rand(1, 3, 40, 40))  # any input size: resized to 299 inside
     assert out["pool"].shape == (1, 2048)
     assert out["logits"].shape == (1, 1008)
     assert out["spatial"].shape == (1, 7 * 17 * 17)
@@ -84,9 +81,11 @@ def test_no_weights_offline_without_download_is_a_clear_error():
         resolve_inception_weights(None, download=False)
 
 
-def test_random_weight_inception_end_to_end_through_ditkit_eval(tmp_path, capsys):
+def test_random_weight_inception_end_to_end_through_ditkit_eval(tmp_path, capsys, random_inception):
     weights = tmp_path / "random_inception.pth"
-    _random_weights(weights)
+    # Saved like the pytorch-fid file: a plain state dict without BatchNorm step counters.
+    torch.save({k: v for k, v in random_inception.state_dict().items() if not k.endswith("num_batches_tracked")},
+               weights)
     rng = np.random.default_rng(0)
     samples = tmp_path / "samples"
     samples.mkdir()

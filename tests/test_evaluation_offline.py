@@ -13,7 +13,8 @@ from ditkit.evaluation import ImageSet, evaluate, load_classifier, make_training
 def _shared_cache(tmp_path_factory):
     # One private statistics cache for the module: the mnist reference is computed once, then reused.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DITKIT_CACHE", str(tmp_path_factory.mktemp("ditkit_cache")))
+        # One path for all evaluation test modules of a session: reference statistics are computed once.
+        mp.setenv("DITKIT_CACHE", str(tmp_path_factory.getbasetemp() / "ditkit_eval_cache"))
         yield
 
 

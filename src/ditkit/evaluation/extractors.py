@@ -69,12 +69,11 @@ def inception_extractor(weights: str | None = None, download: bool = True) -> Fe
 
 
 def classifier_extractor(name_or_path: str) -> FeatureExtractor:
-    model, meta = load_classifier(name_or_path)
-    weights = name_or_path if os.sep in name_or_path else meta.get("dataset", name_or_path)
-    label = f"classifier:{os.path.basename(weights).removesuffix('.safetensors')}"
-    state_bytes = b"".join(v.numpy().tobytes() for v in model.state_dict().values())
-    return FeatureExtractor(label, f"{label}-{hashlib.sha256(state_bytes).hexdigest()[:12]}", model,
-                            num_classes=model.config["num_classes"])
+    """A bundled classifier by dataset name (``mnist``) or a trained one by path (``out/mnist.safetensors``)."""
+    model, _ = load_classifier(name_or_path)
+    name = f"classifier:{os.path.basename(name_or_path).removesuffix('.safetensors')}"
+    weights_hash = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+    return FeatureExtractor(name, f"{name}-{weights_hash[:12]}", model, num_classes=model.config["num_classes"])
 
 
 def make_extractor(spec: str = "auto", reference: str | None = None, inception_weights: str | None = None) -> FeatureExtractor:
