@@ -246,3 +246,26 @@ def test_corrupt_images_skipped_or_strict(tmp_path, run_cli):
     assert json.load(open(tmp_path / "a" / "train_config.json"))["data"]["skipped_images"] == 1
     strict = run_cli([*common, "--out", str(tmp_path / "b"), "--strict"])
     assert strict.returncode == 2 and "unreadable" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_vae_latent_cache_training(folder, tmp_path):
+    """--vae with --latent-cache: the cache is built once (with mirrored latents), the model trains on
+    4×(8/2)×(8/2) latents, and a second run reuses the cache."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=4, sample_size=16)
+    vae.save_pretrained(tmp_path / "vae")
+    cache = tmp_path / "cache"
+    small = dict(TINY, patch_size=2)
+    done = train(config(folder, tmp_path / "run", max_steps=2, vae=str(tmp_path / "vae"), latent_cache=str(cache),
+                        model_overrides=small))
+    meta = json.load(open(cache / "cache.json"))
+    assert meta["codec"]["type"] == "vae" and meta["shard_sizes"] == [12]
+    cfg = json.load(open(os.path.join(done["checkpoint"], "config.json")))
+    assert cfg["model"]["in_channels"] == 4 and cfg["model"]["input_size"] == 4 and cfg["codec"]["type"] == "vae"
+    # the cache folder itself is valid --data, with its own codec
+    again = train(config(str(cache), tmp_path / "run2", max_steps=1, model_overrides=small))
+    assert np.isfinite(again["loss"])

@@ -54,3 +54,18 @@ def test_two_ranks_agree_see_disjoint_shards_and_resume_exactly(folder, tmp_path
         a = load_file(straight / "checkpoints/step-0000004" / name)
         b = load_file(split / "checkpoints/step-0000004" / name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_fsdp_two_ranks_runs_saves_and_resumes(folder, tmp_path):
+    from ditkit.checkpoints import load_model
+
+    out = tmp_path / "fsdp"
+    torchrun([*common(folder, out, 2, 2), "--fsdp"], debug_dir=tmp_path / "debug")
+    ranks = [json.load(open(tmp_path / "debug" / f"rank{r}.json")) for r in (0, 1)]
+    assert ranks[0]["ema_sha256"] == ranks[1]["ema_sha256"]  # the full EMA copy agrees across ranks
+    model = load_model(out / "checkpoints/step-0000002")  # the EMA half is a plain pretrained folder
+    raw = load_file(out / "checkpoints/step-0000002/train_model.safetensors")
+    assert set(raw) == set(model.state_dict())  # full (unsharded) raw weights were gathered
+    assert all(raw[k].shape == v.shape for k, v in model.state_dict().items())
+    torchrun([*common(folder, out, 3, 100), "--fsdp", "--resume", "latest"])
+    assert (out / "checkpoints/step-0000003/model.safetensors").exists()

@@ -249,7 +249,7 @@ def _train(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line)
             raise DitkitError("--fsdp needs several processes: launch with torchrun --nproc_per_node=N")
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-        net = FSDP(net, use_orig_params=True, device_id=d.device if d.device.type == "cuda" else None)
+        net = FSDP(net, use_orig_params=True, device_id=d.device)  # an explicit cpu device works with gloo
     elif d.enabled:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -362,7 +362,7 @@ def _train(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line)
                 else:
                     optimizer.step()
                 if config.fsdp:
-                    _fsdp_update_ema(net, model_params, ema_params, ema_decay_at(step, config.ema_decay, config.ema_warmup))
+                    _fsdp_update_ema(net, model, ema_params, ema_decay_at(step, config.ema_decay, config.ema_warmup))
                 else:
                     update_ema(ema_params, model_params, ema_decay_at(step, config.ema_decay, config.ema_warmup))
                 step += 1
@@ -432,11 +432,11 @@ def _grad_norm(net, params, config: TrainConfig) -> torch.Tensor:
 
 # -- FSDP: the EMA stays a full copy on every rank; full weights are gathered to update and to save it
 
-def _fsdp_update_ema(net, model_params, ema_params, decay: float) -> None:
+def _fsdp_update_ema(net, model, ema_params, decay: float) -> None:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    with FSDP.summon_full_params(net, writeback=False):
-        update_ema(ema_params, model_params, decay)
+    with FSDP.summon_full_params(net, writeback=False):  # the full weights exist only inside this block
+        update_ema(ema_params, list(model.parameters()), decay)
 
 
 def _fsdp_full_states(net, model, ema, optimizer):
