@@ -60,6 +60,18 @@ def test_png_folder_with_labelled_names(tmp_path, capsys, digits):
     assert "warning" in err and "unreliable" in err
 
 
+def test_ditkit_sample_output_folder_means_its_samples(tmp_path, capsys, digits):
+    out = tmp_path / "run"
+    (out / "samples").mkdir(parents=True)
+    (out / "run.json").write_text("{}")
+    Image.new("RGB", (340, 70)).save(out / "grid.png")  # not a sample: must not be read
+    for i in range(8):
+        Image.fromarray(digits.images[i, ..., 0]).save(out / "samples" / f"{i:06d}_class{digits.labels[i]}.png")
+    code, out_text, err = _eval(capsys, "--samples", out, "--reference", "mnist")
+    assert code == 0, err
+    assert "8 images" in out_text and "class accuracy" in out_text
+
+
 def test_unlabelled_folder_has_no_class_accuracy(tmp_path, capsys, digits):
     folder = tmp_path / "plain"
     folder.mkdir()

@@ -81,6 +81,26 @@ def test_no_weights_offline_without_download_is_a_clear_error():
         resolve_inception_weights(None, download=False)
 
 
+def test_download_into_the_cache_checks_the_hash_in_the_file_name(tmp_path, monkeypatch, random_inception):
+    import hashlib
+
+    from ditkit.evaluation import inception
+
+    served = tmp_path / "served.pth"
+    torch.save(random_inception.state_dict(), served)
+    monkeypatch.setattr(inception, "FID_WEIGHTS_URL", served.as_uri())  # file:// stands in for the release URL
+    # The standard name promises SHA-256 prefix 6726825d: these bytes do not match, so nothing is cached.
+    with pytest.raises(DitkitError, match="checksum"):
+        resolve_inception_weights()
+    assert not list((tmp_path / "cache" / "inception").iterdir())
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    monkeypatch.setattr(inception, "FID_WEIGHTS_FILE", f"pt_inception-2015-12-05-{digest[:8]}.pth")
+    path = resolve_inception_weights()
+    assert path.startswith(str(tmp_path / "cache")) and resolve_inception_weights() == path  # then cached
+    loaded = load_fid_inception()
+    assert torch.equal(loaded.fc.weight, random_inception.fc.weight)
+
+
 def test_random_weight_inception_end_to_end_through_ditkit_eval(tmp_path, capsys, random_inception):
     weights = tmp_path / "random_inception.pth"
     # Saved like the pytorch-fid file: a plain state dict without BatchNorm step counters.

@@ -14,7 +14,7 @@ from ..errors import DitkitError
 from ..version import __version__
 from .extractors import FeatureExtractor, classifier_extractor, make_extractor
 from .classifier import bundled_classifier_names
-from .metrics import feature_statistics, frechet_distance, inception_score, precision_recall
+from .metrics import feature_statistics, frechet_distance, inception_score, precision_recall, resolve_method
 from .reference import MIN_IMAGES, ReferenceStats, reference_statistics
 from .sources import ImageSet, open_images, parse_bundled
 
@@ -106,8 +106,8 @@ def evaluate(samples: str | ImageSet, reference: str, *, extractor: str | Featur
                     "resolution": [height, width], "labelled": sample_set.labels is not None},
         "reference": {"source": reference, "description": ref.description, "count": ref.count,
                       "resolution": list(ref.resolution), "statistics": "cached" if ref.cached else "computed"},
-        "settings": {"fd_method": fd_method, "precision_recall_k": 3, "max_pr_samples": max_pr_samples,
-                     "is_splits": is_splits, "batch_size": batch_size},
+        "settings": {"fd_method": resolve_method(fd_method, ref.mu.shape[0]), "precision_recall_k": 3,
+                     "max_pr_samples": max_pr_samples, "is_splits": is_splits, "batch_size": batch_size},
         "warnings": notes,
     }
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 
 import torch
 import torch.nn.functional as F
@@ -197,27 +196,28 @@ class FIDInceptionV3(nn.Module):
 
 def cache_dir() -> str:
     """ditkit's download / statistics cache: ``$DITKIT_CACHE`` or ``~/.cache/ditkit``."""
-    return os.environ.get("DITKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ditkit")
+    from ..checkpoints import default_cache_dir
+
+    return str(default_cache_dir())
 
 
 def _download(url: str, dest: str) -> None:
-    expected_prefix = os.path.basename(dest).rsplit("-", 1)[-1].split(".")[0]  # hash prefix in the name
+    """Fetch ``url`` to ``dest`` through a temporary file, checking the SHA-256 prefix in the file name
+    (torch.hub convention, which the pytorch-fid release follows)."""
+    from ..checkpoints import _fetch  # the project's one downloader (progress bar, clear errors)
+
+    expected_prefix = os.path.basename(dest).rsplit("-", 1)[-1].split(".")[0]
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = f"{dest}.part{os.getpid()}"
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as f:
-            digest = hashlib.sha256()
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                f.write(chunk)
-        if not digest.hexdigest().startswith(expected_prefix):
-            raise DitkitError(f"downloaded Inception weights from {url} fail their checksum; try again")
+        with open(tmp, "wb") as f:
+            _fetch(url, f, progress=True)
+        with open(tmp, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+                hashlib.sha256(f.read()).hexdigest()
+        if not digest.startswith(expected_prefix):
+            raise DitkitError(f"the Inception weights downloaded from {url} fail their checksum; try again")
         os.replace(tmp, dest)
-    except OSError as exc:
-        raise DitkitError(
-            f"FID Inception weights are not cached and could not be downloaded ({exc.__class__.__name__}); "
-            f"download {url} and pass --inception-weights PATH, or use a classifier extractor"
-        ) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -233,7 +233,11 @@ def resolve_inception_weights(path: str | None = None, download: bool = True) ->
     if not os.path.isfile(cached):
         if not download:
             raise DitkitError(f"FID Inception weights not found in {os.path.dirname(cached)}; pass --inception-weights PATH")
-        _download(FID_WEIGHTS_URL, cached)
+        try:
+            _download(FID_WEIGHTS_URL, cached)
+        except DitkitError as exc:
+            raise DitkitError(f"FID Inception weights: {exc} Pass --inception-weights PATH (the .pth file), "
+                              "or use --extractor classifier:mnist / classifier:shapes offline.") from None
     return cached
 
 

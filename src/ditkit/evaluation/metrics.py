@@ -69,6 +69,11 @@ def _trace_sqrt_product_eigh(sigma1, sigma2):
     return float(np.sqrt(np.clip(lam, 0, None)).sum())
 
 
+def resolve_method(method: str, dim: int) -> str:
+    """``auto`` → ``sqrtm`` up to 1024 dimensions (the standard route, fast there), ``eigh`` above."""
+    return ("sqrtm" if dim <= 1024 else "eigh") if method == "auto" else method
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = 1e-6, method: str = "auto") -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
     ``|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^1/2)``.
@@ -82,8 +87,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = 1e-6, method: str
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"statistics of different dimensions: {mu1.shape} vs {mu2.shape}")
-    if method == "auto":
-        method = "sqrtm" if mu1.shape[0] <= 1024 else "eigh"
+    method = resolve_method(method, mu1.shape[0])
     if method == "sqrtm":
         tr_covmean = _trace_sqrt_product_sqrtm(sigma1, sigma2, eps)
     elif method == "eigh":

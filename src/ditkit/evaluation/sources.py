@@ -137,7 +137,8 @@ def npz_images(path: str) -> ImageSet:
 
 
 def open_images(spec: str, image_size: int | None = None) -> ImageSet:
-    """Load ``spec``: a bundled dataset name (``mnist``, ``shapes:test``), a folder, or a ``.npz``.
+    """Load ``spec``: a bundled dataset name (``mnist``, ``shapes:test``), a folder (a ``ditkit sample``
+    output folder means its ``samples/``), or a ``.npz``.
 
     ``image_size`` is the resolution a bundled dataset is rendered at (default 32); files keep theirs.
     """
@@ -145,6 +146,9 @@ def open_images(spec: str, image_size: int | None = None) -> ImageSet:
     if bundled is not None:
         return dataset_images(*bundled, image_size=image_size or 32)
     if os.path.isdir(spec):
+        # A `ditkit sample` output folder (run.json, grid.png, samples/): score its per-sample PNGs.
+        if os.path.isfile(os.path.join(spec, "run.json")) and os.path.isdir(os.path.join(spec, "samples")):
+            return folder_images(os.path.join(spec, "samples"))
         return folder_images(spec)
     if not os.path.exists(spec):
         raise DitkitError(f"not found: {spec} (expected a folder of images, an .npz file, or mnist / shapes)")
