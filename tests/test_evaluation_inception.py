@@ -60,6 +60,10 @@ def test_outputs_pool_logits_and_adm_spatial_features(random_inception):
     assert out["pool"].shape == (1, 2048)
     assert out["logits"].shape == (1, 1008)
     assert out["spatial"].shape == (1, 7 * 17 * 17)
+    # Inception Score uses pool3 × the softmax weights without the bias (improved-GAN / ADM definition).
+    torch.nn.init.normal_(random_inception.fc.bias)
+    assert torch.allclose(out["logits"], out["pool"] @ random_inception.fc.weight.T, atol=1e-5)
+    assert not torch.allclose(out["logits"], random_inception.fc(out["pool"]), atol=1e-3)
 
 
 def test_loading_refuses_wrong_files_with_clear_errors(tmp_path):

@@ -9,9 +9,16 @@ so the network is written out; the layer layout is the published InceptionV3.)
 
 Outputs per image (input: RGB in [0, 1], any size; resized to 299×299 bilinearly):
 - ``pool``: the 2048-d pool3 features (FID, precision/recall);
-- ``logits``: the 1008 logits (Inception Score);
+- ``logits``: the 1008 logits without the fc bias, as the Inception Score is defined (improved-GAN, ADM);
 - ``spatial``: the first 7 channels of ``mixed_6/conv`` (the 1×1 branch of Mixed_6d, 17×17),
   flattened to 2023-d — ADM's features for sFID.
+
+Numbers are close to, not bit-identical with, ADM's TensorFlow suite: TF1's bilinear resize samples
+pixel corners where PyTorch samples centres (the same caveat as pytorch-fid).
+
+Real weights: ``load_fid_inception(path)``; without a path the file is looked up in the cache
+(``$DITKIT_CACHE`` or ``~/.cache/ditkit``, under ``inception/``) and downloaded there from
+``FID_WEIGHTS_URL`` when online, checked against the SHA-256 prefix in its name.
 """
 
 from __future__ import annotations
@@ -191,7 +198,10 @@ class FIDInceptionV3(nn.Module):
         pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
         # ADM and pytorch-fid flatten the TF NHWC layout; channel-last order keeps sFID comparable.
         spatial = spatial.permute(0, 2, 3, 1).flatten(1)
-        return {"pool": pool, "logits": self.fc(pool), "spatial": spatial}
+        # Inception Score as defined (improved-GAN, ADM) multiplies pool3 by the softmax layer's weight
+        # matrix without its bias: the "unbiased" logits.
+        logits = F.linear(pool, self.fc.weight)
+        return {"pool": pool, "logits": logits, "spatial": spatial}
 
 
 def cache_dir() -> str:
