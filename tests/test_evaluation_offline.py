@@ -86,3 +86,15 @@ def test_training_hook_scores_ema_samples_deterministically():
     assert set(first) == {"fid", "class_accuracy"}
     assert first == second  # same seed, same model → same numbers
     assert first["fid"] > 0 and 0.0 <= first["class_accuracy"] <= 1.0
+
+
+def test_a_saved_classifier_loads_by_path_under_its_own_name(tmp_path, test_digits):
+    from ditkit.evaluation.train_classifier import save_classifier
+
+    model, meta = load_classifier("mnist")
+    base = save_classifier(model, meta, str(tmp_path), "mine")
+    images = ImageSet(test_digits.images[:200], test_digits.labels[:200], "digits")
+    by_path = evaluate(images, "mnist", extractor=f"classifier:{base}.safetensors", progress=False)
+    bundled = evaluate(images, "mnist", progress=False)
+    assert by_path["extractor"] == f"classifier:{base}.safetensors" != bundled["extractor"]
+    assert by_path["metrics"]["fid"] == pytest.approx(bundled["metrics"]["fid"], rel=1e-9)

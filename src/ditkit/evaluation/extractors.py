@@ -8,7 +8,6 @@ different weights under one name, are never mixed.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +70,7 @@ def inception_extractor(weights: str | None = None, download: bool = True) -> Fe
 def classifier_extractor(name_or_path: str) -> FeatureExtractor:
     """A bundled classifier by dataset name (``mnist``) or a trained one by path (``out/mnist.safetensors``)."""
     model, _ = load_classifier(name_or_path)
-    name = f"classifier:{os.path.basename(name_or_path).removesuffix('.safetensors')}"
+    name = f"classifier:{name_or_path}"  # a bundled name, or the path as given: never passes for the other
     weights_hash = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
     return FeatureExtractor(name, f"{name}-{weights_hash[:12]}", model, num_classes=model.config["num_classes"])
 
