@@ -35,6 +35,7 @@ def common(folder, out, steps, every):
             "--out", str(out), "--no-progress"]
 
 
+@pytest.mark.slow
 def test_two_ranks_agree_see_disjoint_shards_and_resume_exactly(folder, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     torchrun(common(folder, straight, 4, 100), debug_dir=tmp_path / "debug")
@@ -56,6 +57,7 @@ def test_two_ranks_agree_see_disjoint_shards_and_resume_exactly(folder, tmp_path
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+@pytest.mark.slow
 def test_fsdp_two_ranks_runs_saves_and_resumes(folder, tmp_path):
     from ditkit.checkpoints import load_model
 
