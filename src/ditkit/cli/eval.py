@@ -25,11 +25,11 @@ def add_parser(subparsers) -> None:
                    help="pt_inception-2015-12-05-6726825d.pth (default: the cache $DITKIT_CACHE or "
                         "~/.cache/ditkit, downloaded there when online)")
     p.add_argument("--out", metavar="JSON", help="also write the results here as JSON")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per feature-extractor forward (default 64)")
     p.add_argument("--max-pr-samples", type=int, default=10_000,
                    help="images per side used for precision/recall (ADM: 10,000)")
     p.add_argument("--no-cache", action="store_true", help="recompute reference statistics")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     p.set_defaults(func=run)
 
 

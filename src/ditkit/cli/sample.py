@@ -35,7 +35,9 @@ def add_parser(subparsers) -> None:
                                                                "the paper uses 1.5 for FID, 4 for visuals)")
     p.add_argument("--guided-channels", type=int, help="guide only the first K channels (3 reproduces the "
                                                        "official code; default: all, the standard form)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
+                   help="ddpm (ancestral, the paper's), ddim (deterministic, eta 0) or dpm++ (DPM-Solver++ 2M, "
+                        "fewest steps); default ddpm")
     p.add_argument("--steps", type=int, help="sampling steps (default: ddpm 250, ddim 50, dpm++ 20)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same images (per sample index)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (per process)")
