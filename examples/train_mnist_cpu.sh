@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short CPU run on the bundled MNIST digits (4,000 train images, 32×32×1, pixel space) that visibly
-# learns in a few minutes: a small DiT (depth 4, width 128, 4 heads, patch 4 → 64 tokens, 1.3M params).
+# learns in a few minutes (loss 1.0 → ~0.06 in 400 steps; clear digits need ~3000: STEPS=3000): a small DiT (depth 4, width 128, 4 heads, patch 4 → 64 tokens, 1.3M params).
 # The lr is higher than the paper's 1e-4 and the EMA is shorter and warmed up because the run is short.
 # Outputs: $OUT/metrics.jsonl, $OUT/samples/step-*.png (EMA grids, digits 0-9 in order), $OUT/loss_curve.png,
 # $OUT/checkpoints/step-*/ (a pretrained folder: `ditkit sample --checkpoint $OUT/checkpoints/step-0000400`).
