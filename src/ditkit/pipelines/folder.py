@@ -15,10 +15,10 @@ barrier, rank 0 gathers the per-sample files into the grid / npz / latents file.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save
 
 from ..errors import DitkitError
 from ..version import __version__
-from .distributed import pick_device, sampling_ranks
+from ..distributed import process_group
 from .generate import DEFAULT_STEPS, effective_diffusion_config, generate_batches, plan_sampling
 from .images import atomic_write, make_grid, read_png, save_png, write_npz
 from .loading import load_codec, load_for_sampling
@@ -127,8 +127,9 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
     process), ``rank``, ``world_size``, and the paths written by rank 0.
     """
     out = Path(out)
-    device = pick_device(device, int(os.environ.get("LOCAL_RANK", 0)))
-    with sampling_ranks(device) as ranks:
+    # Ranks may wait long at a barrier while others sample a bigger share (e.g. on resume): generous timeout.
+    with process_group(device, timeout=timedelta(hours=24)) as ranks:
+        device = ranks.device
         loaded = load_for_sampling(settings.checkpoint, device=device, num_heads=settings.num_heads)
         model = loaded.model
         codec = load_codec(loaded, settings.vae, device=device)

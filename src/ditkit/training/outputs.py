@@ -6,7 +6,6 @@ import json
 import os
 import tempfile
 
-import numpy as np
 import torch
 
 from ..errors import DitkitError
@@ -74,15 +73,7 @@ def save_sample_grid(ema_model, codec, path: str, *, count: int, steps: int, cfg
     guided = cfg_scale if ema_model.null_class is not None else 1.0
     out = generate(ema_model, labels=labels, num_samples=None if labels else count, codec=codec, sampler="ddim",
                    steps=steps, cfg_scale=guided, seed=seed, batch_size=count, progress=False)
-    columns = min(count, max(cfg.num_classes, 1), 10) if labels else int(np.ceil(np.sqrt(count)))
-    images = out.images
-    rows = [images[i : i + columns] for i in range(0, len(images), columns)]
-    n, h, w, c = images.shape
-    pad = 2
-    grid = np.zeros((pad + len(rows) * (h + pad), pad + columns * (w + pad), c), np.uint8)
-    for r, row in enumerate(rows):
-        for k, im in enumerate(row):
-            grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = im
+    grid = make_grid(out.images)  # near-square, in label order 0, 1, 2, ...
     save_png(grid, path)
 
 

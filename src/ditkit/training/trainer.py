@@ -30,7 +30,7 @@ from ..models import create_model, resolve_config
 from ..version import __version__
 from . import checkpointing as ckpt
 from .config import TrainConfig
-from .distributed import Dist, setup, teardown
+from ..distributed import Dist, setup, teardown
 from .ema import ema_decay_at, make_ema, update_ema
 from .outputs import MetricsLog, atomic_write_text, fork_rng_around, plot_curves, save_sample_grid
 from .sampler import ResumableShardBatches
