@@ -43,12 +43,20 @@ def main() -> None:
     train_record = json.loads((run / "train_config.json").read_text())
     config = json.loads((ckpt / "config.json").read_text())
     step = config["extra"]["training_step"]
-    command = train_record["command"]
-    command = ["ditkit", *command[1:]] if command and command[0].endswith("ditkit") else command
+    # A finetuned run (--init-from) records the runs it started from too, oldest first.
+    commands, record = [], train_record
+    while True:
+        argv = record["command"]
+        commands.insert(0, shlex.join(["ditkit", *argv[1:]] if argv and argv[0].endswith("ditkit") else argv))
+        parent = record["config"].get("init_from")
+        if not parent or not (Path(parent).parents[1] / "train_config.json").is_file():
+            break
+        record = json.loads((Path(parent).parents[1] / "train_config.json").read_text())
     config["extra"] = {
         "weights": "ema",
         "training_step": step,
-        "training_command": shlex.join(command),
+        "training_command": commands[-1],
+        "training_commands": commands,
         "training_data": train_record["data"],
         "train_config": config["extra"].get("train_config"),
         "bundled_by": f"examples/bundle_default_model.py (ditkit {__version__})",
@@ -56,7 +64,8 @@ def main() -> None:
     load_checkpoint(ckpt)  # refuse to bundle something that does not load
 
     dest = Path(args.dest)
-    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=dest.parent if dest.parent.exists() else None))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=dest.parent))
     shutil.copy2(ckpt / "model.safetensors", staging / "model.safetensors")
     (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if dest.exists():
