@@ -19,7 +19,7 @@ def _shared_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_digits():
+def held_out_digits():
     return open_images("mnist:test")
 
 
@@ -41,14 +41,14 @@ def test_shipped_classifiers_are_accurate_on_held_out_data(name, min_accuracy):
     assert meta["command"].startswith("python -m ditkit.evaluation.train_classifier")
 
 
-def test_sanity_ladder_real_digits_below_blurred_below_noise(test_digits):
-    floor = _score(test_digits.images, test_digits.labels)
+def test_sanity_ladder_real_digits_below_blurred_below_noise(held_out_digits):
+    floor = _score(held_out_digits.images, held_out_digits.labels)
     assert floor["extractor"] == "classifier:mnist"
     assert floor["reference"]["description"].startswith("mnist:train")  # a split disjoint from the samples
     blurred = np.stack([np.asarray(Image.fromarray(im[..., 0]).filter(ImageFilter.GaussianBlur(1.5)))[..., None]
-                        for im in test_digits.images])
-    blur = _score(blurred, test_digits.labels)
-    noise_pixels = np.random.default_rng(0).integers(0, 256, test_digits.images.shape, dtype=np.uint8)
+                        for im in held_out_digits.images])
+    blur = _score(blurred, held_out_digits.labels)
+    noise_pixels = np.random.default_rng(0).integers(0, 256, held_out_digits.images.shape, dtype=np.uint8)
     noise = _score(noise_pixels)
     fid_floor, fid_blur, fid_noise = (r["metrics"]["fid"] for r in (floor, blur, noise))
     assert 10 * fid_floor <= fid_noise
@@ -58,9 +58,9 @@ def test_sanity_ladder_real_digits_below_blurred_below_noise(test_digits):
     assert noise["metrics"]["precision"] < 0.05
 
 
-def test_fid_grows_monotonically_with_added_noise(test_digits):
+def test_fid_grows_monotonically_with_added_noise(held_out_digits):
     rng = np.random.default_rng(1)
-    base = test_digits.images[:500].astype(np.float64)
+    base = held_out_digits.images[:500].astype(np.float64)
     fids = []
     for sigma in (0.0, 16.0, 32.0, 64.0, 128.0):  # pixel units (0..255)
         noisy = np.clip(base + sigma * rng.normal(size=base.shape), 0, 255).round().astype(np.uint8)
@@ -68,9 +68,9 @@ def test_fid_grows_monotonically_with_added_noise(test_digits):
     assert all(a < b for a, b in zip(fids, fids[1:])), fids
 
 
-def test_grayscale_stored_as_three_channels_scores_like_one_channel(test_digits):
-    one = _score(test_digits.images[:200])["metrics"]
-    three = _score(np.repeat(test_digits.images[:200], 3, axis=3))["metrics"]  # ADM .npz layout
+def test_grayscale_stored_as_three_channels_scores_like_one_channel(held_out_digits):
+    one = _score(held_out_digits.images[:200])["metrics"]
+    three = _score(np.repeat(held_out_digits.images[:200], 3, axis=3))["metrics"]  # ADM .npz layout
     assert three["fid"] == pytest.approx(one["fid"], rel=1e-6)
 
 
@@ -88,12 +88,12 @@ def test_training_hook_scores_ema_samples_deterministically():
     assert first["fid"] > 0 and 0.0 <= first["class_accuracy"] <= 1.0
 
 
-def test_a_saved_classifier_loads_by_path_under_its_own_name(tmp_path, test_digits):
+def test_a_saved_classifier_loads_by_path_under_its_own_name(tmp_path, held_out_digits):
     from ditkit.evaluation.train_classifier import save_classifier
 
     model, meta = load_classifier("mnist")
     base = save_classifier(model, meta, str(tmp_path), "mine")
-    images = ImageSet(test_digits.images[:200], test_digits.labels[:200], "digits")
+    images = ImageSet(held_out_digits.images[:200], held_out_digits.labels[:200], "digits")
     by_path = evaluate(images, "mnist", extractor=f"classifier:{base}.safetensors", progress=False)
     bundled = evaluate(images, "mnist", progress=False)
     assert by_path["extractor"] == f"classifier:{base}.safetensors" != bundled["extractor"]
