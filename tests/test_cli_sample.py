@@ -208,14 +208,33 @@ def test_resume_skips_existing_samples_and_refuses_other_settings(capsys, tmp_pa
 
 
 def test_default_checkpoint(capsys, tmp_path, monkeypatch, pixel_ckpt):
-    import ditkit.pipelines.loading as loading
+    import ditkit.checkpoints as checkpoints
 
-    monkeypatch.setattr(loading, "DEFAULT_MODEL_DIR", tmp_path / "not-bundled")
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    monkeypatch.setattr(checkpoints, "BUNDLED_MODELS_DIR", bundled)
     code, _, err = cli(capsys, "sample", "--num-samples", "1", "--out", tmp_path / "a")
     assert code == 2 and "no default model is bundled" in err
-    monkeypatch.setattr(loading, "DEFAULT_MODEL_DIR", pixel_ckpt)
+    shutil.copytree(pixel_ckpt, bundled / "mnist-dit")
     assert cli(capsys, "sample", "--num-samples", "1", *FAST, "--out", tmp_path / "b")[0] == 0
-    assert json.loads((tmp_path / "b" / "run.json").read_text())["settings"]["checkpoint"] == str(pixel_ckpt.resolve())
+    chosen = json.loads((tmp_path / "b" / "run.json").read_text())["settings"]["checkpoint"]
+    assert chosen == str((bundled / "mnist-dit").resolve())
+
+
+def test_bundled_models_by_name(capsys, tmp_path, monkeypatch, pixel_ckpt):
+    """Every bundled model answers to its folder name, wherever a checkpoint path is taken."""
+    import ditkit.checkpoints as checkpoints
+
+    monkeypatch.setattr(checkpoints, "BUNDLED_MODELS_DIR", tmp_path / "bundled")
+    shutil.copytree(pixel_ckpt, tmp_path / "bundled" / "shapes-dit")
+    monkeypatch.chdir(tmp_path)  # no folder called shapes-dit here: the name is looked up
+    assert cli(capsys, "sample", "--checkpoint", "shapes-dit", "--num-samples", "1", *FAST, "--out", "s")[0] == 0
+    chosen = json.loads((tmp_path / "s" / "run.json").read_text())["settings"]["checkpoint"]
+    assert chosen == str((tmp_path / "bundled" / "shapes-dit").resolve())
+    code, out, _ = cli(capsys, "info", "shapes-dit")
+    assert code == 0 and "shapes-dit" in out
+    code, _, err = cli(capsys, "sample", "--checkpoint", "cats-dit", "--num-samples", "1", "--out", "c")
+    assert code == 2 and "No checkpoint at cats-dit (bundled models: shapes-dit)" in err
 
 
 @pytest.mark.parametrize("args, message", [

@@ -38,11 +38,14 @@ from .version import __version__
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "LoadedCheckpoint", "save_pretrained", "from_pretrained", "load_model",
     "load_checkpoint", "infer_config", "download_official", "official_filename", "OFFICIAL_CHECKPOINTS",
+    "bundled_models",
 ]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "ditkit"
+# Models shipped inside the package; their folder names work wherever a checkpoint path does.
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
 
 # Diffusion settings every official DiT was trained with (create_diffusion's defaults).
 OFFICIAL_DIFFUSION = {"diffusion_steps": 1000, "noise_schedule": "linear"}
@@ -392,14 +395,25 @@ class LoadedCheckpoint:
     notes: list[str] = field(default_factory=list)
 
 
+def bundled_models() -> dict[str, Path]:
+    """The models shipped in the package, by name (e.g. ``"mnist-dit"``): folders with a config."""
+    if not BUNDLED_MODELS_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(BUNDLED_MODELS_DIR.iterdir()) if (p / CONFIG_NAME).is_file()}
+
+
 def _locate(path) -> tuple[str, Path]:
     """(kind of file, path) for anything load_checkpoint accepts."""
     p = Path(path).expanduser()
     if not p.exists():
+        bundled = bundled_models().get(str(path))
+        if bundled is not None:
+            return "ditkit", bundled
         name = official_filename(str(path))
         if name is not None:
             return "pickle", download_official(name)
-        raise DitkitError(f"No checkpoint at {path}.")
+        names = ", ".join(bundled_models())
+        raise DitkitError(f"No checkpoint at {path}" + (f" (bundled models: {names})." if names else "."))
     if p.is_dir():
         if (p / CONFIG_NAME).is_file():
             return "ditkit", p

@@ -24,9 +24,10 @@ def add_parser(subparsers) -> None:
         "sample", help="draw samples from a checkpoint (PNG per sample, grid, optional ADM .npz)",
         description="Draw samples from a DiT checkpoint. Works under torchrun (ranks share the samples); "
                     "re-running the same command resumes an interrupted run.")
-    p.add_argument("--checkpoint", metavar="PATH", help="ditkit checkpoint folder, official DiT .pt file, or an "
-                                                       "official name like DiT-XL/2-256 (downloaded once); "
-                                                       "default: the model bundled with ditkit")
+    p.add_argument("--checkpoint", metavar="PATH", help="ditkit checkpoint folder, official DiT .pt file, an "
+                                                       "official name like DiT-XL/2-256 (downloaded once), or a "
+                                                       "bundled model's name (mnist-dit, shapes-dit); "
+                                                       "default: mnist-dit, bundled with ditkit")
     p.add_argument("--classes", type=_class_list, metavar="0,1,…", help="comma-separated class labels, one sample each "
                                                        "(with --num-samples: cycled through)")
     p.add_argument("--num-samples", type=int, help="number of samples; on a class-conditional model "

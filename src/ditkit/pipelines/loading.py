@@ -11,15 +11,18 @@ from ..errors import DitkitError
 
 # The SD VAE the DiT paper samples through; official .pt checkpoints carry no codec info.
 DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "mnist-dit"
+DEFAULT_MODEL = "mnist-dit"  # the bundled model ``ditkit sample`` uses without --checkpoint
 
 
 def default_checkpoint() -> Path:
     """The model ``ditkit sample`` uses when no ``--checkpoint`` is given (bundled in the package)."""
-    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+    from ..checkpoints import bundled_models
+
+    folder = bundled_models().get(DEFAULT_MODEL)
+    if folder is None:
         raise DitkitError("no default model is bundled with this ditkit yet; pass --checkpoint PATH "
                           "(a ditkit checkpoint folder or an official DiT .pt file)")
-    return DEFAULT_MODEL_DIR
+    return folder
 
 
 @dataclass

@@ -1,12 +1,13 @@
-"""Package a training checkpoint as ditkit's bundled default model (maintainers' tool).
+"""Package a training checkpoint as one of ditkit's bundled models (maintainers' tool).
 
-    python examples/bundle_default_model.py --run runs/mnist-bundled --step latest \
-        --dest src/ditkit/assets/models/mnist-dit
+    python examples/bundle_model.py --run runs/mnist-bundled --step latest    # -> mnist-dit
+    python examples/bundle_model.py --run runs/shapes-bundled --step latest   # -> shapes-dit
 
-Copies the EMA weights and the model config of one checkpoint of a ``ditkit train`` run, records in
-``config.json`` the exact training command, the step, the data and the ditkit version, then scores the
-result the way the README reports it (1,000 samples, 100 per digit, DPM-Solver++ 20 steps, cfg 4,
-against held-out MNIST with the bundled classifier) and records those numbers too.
+Copies the EMA weights and the model config of one checkpoint of a ``ditkit train`` run on a bundled
+dataset into ``src/ditkit/assets/models/<data>-dit``, records in ``config.json`` the exact training
+command(s), the step, the data and the ditkit version, then scores the result the way the README reports
+it (1,000 samples, 100 per class, DPM-Solver++ 20 steps, cfg 4, against the dataset's held-out split with
+its bundled classifier) and records those numbers too.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from ditkit.cli import main as ditkit_main
 from ditkit.version import __version__
 
 EVAL_COMMANDS = [
-    "ditkit sample --num-samples 1000 --cfg-scale 4 --sampler dpm++ --steps 20 --seed 1 --npz --out {samples}",
-    "ditkit eval --samples {samples}/samples.npz --reference mnist:test --out {samples}/metrics.json",
+    "ditkit sample --checkpoint {model} --num-samples 1000 --cfg-scale 4 --sampler dpm++ --steps 20 --seed 1 --npz "
+    "--out {samples}",
+    "ditkit eval --samples {samples}/samples.npz --reference {data}:test --out {samples}/metrics.json",
 ]
 
 
@@ -32,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the ditkit train output folder")
     parser.add_argument("--step", default="latest", help="checkpoint step to bundle (default: the newest)")
-    parser.add_argument("--dest", default="src/ditkit/assets/models/mnist-dit", help="where to write the model")
+    parser.add_argument("--dest", help="where to write the model (default: src/ditkit/assets/models/<data>-dit)")
     args = parser.parse_args()
 
     run = Path(args.run)
@@ -59,11 +61,12 @@ def main() -> None:
         "training_commands": commands,
         "training_data": train_record["data"],
         "train_config": config["extra"].get("train_config"),
-        "bundled_by": f"examples/bundle_default_model.py (ditkit {__version__})",
+        "bundled_by": f"examples/bundle_model.py (ditkit {__version__})",
     }
     load_checkpoint(ckpt)  # refuse to bundle something that does not load
 
-    dest = Path(args.dest)
+    data = train_record["data"]["name"]
+    dest = Path(args.dest or f"src/ditkit/assets/models/{data}-dit")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=dest.parent))
     shutil.copy2(ckpt / "model.safetensors", staging / "model.safetensors")
@@ -76,12 +79,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "samples"
         for template in EVAL_COMMANDS:
-            argv = shlex.split(template.format(samples=samples))[1:]
+            argv = shlex.split(template.format(samples=samples, model=dest.resolve(), data=data))[1:]
             if ditkit_main(argv):
                 raise SystemExit(f"failed: {template}")
         report = json.loads((samples / "metrics.json").read_text())
     config["extra"]["evaluation"] = {
-        "commands": [t.format(samples="bundled-eval") for t in EVAL_COMMANDS],
+        "commands": [t.format(samples="bundled-eval", model=dest.name, data=data) for t in EVAL_COMMANDS],
         "extractor": report.get("extractor"),
         "metrics": report["metrics"],
     }
