@@ -45,15 +45,23 @@ def main() -> None:
     train_record = json.loads((run / "train_config.json").read_text())
     config = json.loads((ckpt / "config.json").read_text())
     step = config["extra"]["training_step"]
-    # A finetuned run (--init-from) records the runs it started from too, oldest first.
+    # A finetuned run (--init-from) records the runs it started from too, oldest first: a parent that is a
+    # checkpoint of another run (RUN/checkpoints/step-N) has that run's train_config.json; a parent that is a
+    # bundled model folder carries its own command history in config.json.
     commands, record = [], train_record
     while True:
         argv = record["command"]
         commands.insert(0, shlex.join(["ditkit", *argv[1:]] if argv and argv[0].endswith("ditkit") else argv))
-        parent = record["config"].get("init_from")
-        if not parent or not (Path(parent).parents[1] / "train_config.json").is_file():
+        parent = Path(record["config"].get("init_from") or "")
+        if not record["config"].get("init_from"):
             break
-        record = json.loads((Path(parent).parents[1] / "train_config.json").read_text())
+        if len(parent.parents) > 1 and (parent.parents[1] / "train_config.json").is_file():
+            record = json.loads((parent.parents[1] / "train_config.json").read_text())
+            continue
+        if (parent / "config.json").is_file():
+            history = json.loads((parent / "config.json").read_text()).get("extra", {}).get("training_commands")
+            commands[:0] = history or []
+        break
     config["extra"] = {
         "weights": "ema",
         "training_step": step,
