@@ -13,8 +13,6 @@ from ditkit.pipelines import default_checkpoint, generate, load_codec, load_for_
 
 
 BUNDLED = [("mnist-dit", "mnist", 1)]
-# Below the issue's 90% target until the retrained model is bundled (the shipped one scores 81.2%).
-BELOW_TARGET = pytest.mark.xfail(strict=True, reason="bundled mnist-dit scores 81.2% class accuracy, below 90%")
 
 
 @pytest.mark.parametrize("name, data, channels", BUNDLED)
@@ -31,7 +29,6 @@ def test_bundled_model_is_small_and_records_how_it_was_made(name, data, channels
     assert loaded.model.config.in_channels == channels
 
 
-@BELOW_TARGET
 @pytest.mark.parametrize("name, data, channels", BUNDLED)
 def test_bundled_model_recorded_accuracy_meets_the_target(name, data, channels):
     """The README's figure, measured at bundling on 1,000 samples (examples/bundle_model.py)."""
@@ -40,7 +37,6 @@ def test_bundled_model_recorded_accuracy_meets_the_target(name, data, channels):
     assert evaluation["metrics"]["class_accuracy"] >= 0.9
 
 
-@BELOW_TARGET
 @pytest.mark.parametrize("name, data, channels", BUNDLED)
 def test_bundled_model_draws_the_class_it_is_asked_for(name, data, channels):
     """200 fresh samples (20 per class) at the README's settings, seeds unlike the bundling run's: the
