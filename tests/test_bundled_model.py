@@ -12,11 +12,13 @@ from ditkit.evaluation.sources import ImageSet
 from ditkit.pipelines import default_checkpoint, generate, load_codec, load_for_sampling
 
 
-BUNDLED = [("mnist-dit", "mnist", 1)]
+# (name, data, channels, the class accuracy it must reach): 90% for the default model is the issue's
+# acceptance; the RGB shapes model is shown for the colour path and is weaker (README: 80.7%).
+BUNDLED = [("mnist-dit", "mnist", 1, 0.9), ("shapes-dit", "shapes", 3, 0.75)]
 
 
-@pytest.mark.parametrize("name, data, channels", BUNDLED)
-def test_bundled_model_is_small_and_records_how_it_was_made(name, data, channels):
+@pytest.mark.parametrize("name, data, channels, target", BUNDLED)
+def test_bundled_model_is_small_and_records_how_it_was_made(name, data, channels, target):
     folder = bundled_models()[name]
     assert (folder / "model.safetensors").stat().st_size <= 10 * 2**20
     config = json.loads((folder / "config.json").read_text())
@@ -29,24 +31,24 @@ def test_bundled_model_is_small_and_records_how_it_was_made(name, data, channels
     assert loaded.model.config.in_channels == channels
 
 
-@pytest.mark.parametrize("name, data, channels", BUNDLED)
-def test_bundled_model_recorded_accuracy_meets_the_target(name, data, channels):
+@pytest.mark.parametrize("name, data, channels, target", BUNDLED)
+def test_bundled_model_recorded_accuracy_meets_the_target(name, data, channels, target):
     """The README's figure, measured at bundling on 1,000 samples (examples/bundle_model.py)."""
     evaluation = json.loads((bundled_models()[name] / "config.json").read_text())["extra"]["evaluation"]
     assert evaluation["extractor"] == f"classifier:{data}"
-    assert evaluation["metrics"]["class_accuracy"] >= 0.9
+    assert evaluation["metrics"]["class_accuracy"] >= target
 
 
-@pytest.mark.parametrize("name, data, channels", BUNDLED)
-def test_bundled_model_draws_the_class_it_is_asked_for(name, data, channels):
+@pytest.mark.parametrize("name, data, channels, target", BUNDLED)
+def test_bundled_model_draws_the_class_it_is_asked_for(name, data, channels, target):
     """200 fresh samples (20 per class) at the README's settings, seeds unlike the bundling run's: the
-    bundled classifier must recognise most of them (the README's 1,000-sample figure is >= 90%)."""
+    bundled classifier must recognise most of them (within 10 points of the 1,000-sample target)."""
     loaded = load_for_sampling(name)
     samples = generate(loaded.model, num_samples=200, codec=load_codec(loaded, None), sampler="dpm++", steps=20,
                        cfg_scale=4, seed=123, batch_size=200, diffusion_config=loaded.diffusion_config,
                        progress=False)
     report = evaluate(ImageSet(samples.images, np.asarray(samples.labels), name), f"{data}:test", progress=False)
-    assert report["metrics"]["class_accuracy"] >= 0.8, report["metrics"]
+    assert report["metrics"]["class_accuracy"] >= target - 0.1, report["metrics"]
 
 
 def test_default_sample_command_uses_the_bundled_model(tmp_path):

@@ -1,7 +1,7 @@
 """The out-of-the-box demo (``./run demo``): offline, CPU, a few minutes.
 
 It runs the same ``ditkit`` commands a user would type, printing each one first:
-1. sample a 10×10 grid of digits from the bundled pretrained model;
+1. sample a 10×10 grid of digits from the bundled pretrained model, and one of coloured shapes (RGB);
 2. score 500 of its samples against held-out MNIST with the bundled offline classifier (FID, accuracy);
 3. train a small DiT on the bundled MNIST digits for a few hundred steps (progress bar, loss curve);
 4. sample from that fresh model and score it the same way;
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     # 1. the bundled model: a 10×10 grid, ten of each digit
     _run(["sample", "--classes", digits, "--cfg-scale", "4", "--sampler", "dpm++", "--steps", "20",
           "--seed", "0", "--out", str(out / "bundled-grid")])
+    _run(["sample", "--checkpoint", "shapes-dit", "--classes", digits, "--cfg-scale", "4", "--sampler", "dpm++",
+          "--steps", "20", "--seed", "0", "--out", str(out / "shapes-grid")])
     # 2. how good is it? offline FID and class accuracy against held-out digits
     _run(["sample", "--num-samples", str(args.eval_samples), "--cfg-scale", "4", "--sampler", "dpm++",
           "--steps", "20", "--seed", "1", "--npz", "--out", str(out / "bundled-eval")])
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     losses = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = [r["loss"] for r in losses if "loss" in r]
     print(f"\n== ditkit demo finished in {time.time() - started:.0f} s ==")
-    print(f"bundled model   grid: {out / 'bundled-grid' / 'grid.png'}")
+    print(f"bundled models  grids: {out / 'bundled-grid' / 'grid.png'} (digits), "
+          f"{out / 'shapes-grid' / 'grid.png'} (coloured shapes)")
     print(f"                FID (mnist classifier features) {bundled['fid']:.2f}, "
           f"class accuracy {100 * bundled['class_accuracy']:.1f}%  -> {out / 'bundled-eval' / 'metrics.json'}")
     print(f"short training  loss {losses[0]:.3f} -> {losses[-1]:.3f} over {args.train_steps} steps; "

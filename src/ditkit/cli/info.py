@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         "version that wrote it, its parameter count and forward Gflops per image.",
     )
     p.add_argument("checkpoint", help="checkpoint folder, its config.json, an official .pt file, "
-                                         "or a bundled model's name (mnist-dit)")
+                                         "or a bundled model's name (mnist-dit, shapes-dit)")
     p.add_argument("--num-heads", type=int, default=None,
                    help="attention heads, for official files of no paper size (the weights do not store it)")
     p.add_argument("--raw-weights", action="store_true",

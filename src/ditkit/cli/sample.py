@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
                     "re-running the same command resumes an interrupted run.")
     p.add_argument("--checkpoint", metavar="PATH", help="ditkit checkpoint folder, official DiT .pt file, an "
                                                        "official name like DiT-XL/2-256 (downloaded once), or a "
-                                                       "bundled model's name (mnist-dit); "
+                                                       "bundled model's name (mnist-dit, shapes-dit); "
                                                        "default: mnist-dit, bundled with ditkit")
     p.add_argument("--classes", type=_class_list, metavar="0,1,…", help="comma-separated class labels, one sample each "
                                                        "(with --num-samples: cycled through)")
