@@ -30,6 +30,27 @@ EVAL_COMMANDS = [
 ]
 
 
+def command_history(train_record: dict) -> list[str]:
+    """The training commands behind a run, oldest first, following --init-from: a parent that is a checkpoint
+    of another run (RUN/checkpoints/step-N) has that run's train_config.json; a parent that is a bundled
+    model folder carries its own history in config.json."""
+    commands, record = [], train_record
+    while True:
+        argv = record["command"]
+        commands.insert(0, shlex.join(["ditkit", *argv[1:]] if argv and argv[0].endswith("ditkit") else argv))
+        init_from = record["config"].get("init_from")
+        if not init_from:
+            return commands
+        parent = Path(init_from)
+        if len(parent.parents) > 1 and (parent.parents[1] / "train_config.json").is_file():
+            record = json.loads((parent.parents[1] / "train_config.json").read_text())
+        else:
+            if (parent / "config.json").is_file():
+                extra = json.loads((parent / "config.json").read_text()).get("extra", {})
+                commands[:0] = extra.get("training_commands") or []
+            return commands
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the ditkit train output folder")
@@ -45,23 +66,7 @@ def main() -> None:
     train_record = json.loads((run / "train_config.json").read_text())
     config = json.loads((ckpt / "config.json").read_text())
     step = config["extra"]["training_step"]
-    # A finetuned run (--init-from) records the runs it started from too, oldest first: a parent that is a
-    # checkpoint of another run (RUN/checkpoints/step-N) has that run's train_config.json; a parent that is a
-    # bundled model folder carries its own command history in config.json.
-    commands, record = [], train_record
-    while True:
-        argv = record["command"]
-        commands.insert(0, shlex.join(["ditkit", *argv[1:]] if argv and argv[0].endswith("ditkit") else argv))
-        parent = Path(record["config"].get("init_from") or "")
-        if not record["config"].get("init_from"):
-            break
-        if len(parent.parents) > 1 and (parent.parents[1] / "train_config.json").is_file():
-            record = json.loads((parent.parents[1] / "train_config.json").read_text())
-            continue
-        if (parent / "config.json").is_file():
-            history = json.loads((parent / "config.json").read_text()).get("extra", {}).get("training_commands")
-            commands[:0] = history or []
-        break
+    commands = command_history(train_record)
     config["extra"] = {
         "weights": "ema",
         "training_step": step,
