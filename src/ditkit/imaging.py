@@ -1,0 +1,23 @@
+"""The one place for image conventions: file extensions we read, and the [-1, 1] ↔ uint8 mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Every reader of image files (training folders, evaluation folders, the app) accepts exactly these.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) or (C, H, W) floats in [-1, 1] → uint8 channels-last (N, H, W, C) / (H, W, C), rounded."""
+    images = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return images.movedim(-3, -1).contiguous().numpy()
+
+
+def from_uint8(array: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W), (H, W, C) or (N, H, W, C) → float channels-first in [-1, 1] (the models' data range)."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    t = torch.from_numpy(np.ascontiguousarray(array)).float().movedim(-1, -3).contiguous()
+    return t.div_(127.5).sub_(1.0)
