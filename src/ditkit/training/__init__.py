@@ -1,6 +1,6 @@
 """The training engine: ``train(TrainConfig(...))`` or ``ditkit train``; single process or torchrun."""
 
-from .checkpointing import list_checkpoints, load_checkpoint, resolve_resume
+from .state import list_checkpoints, load_checkpoint, resolve_resume
 from .config import TrainConfig
 from .trainer import train
 

@@ -28,12 +28,12 @@ from ..diffusion import create_diffusion
 from ..errors import DitkitError
 from ..models import create_model, resolve_config
 from ..version import __version__
-from . import checkpointing as ckpt
+from . import state as ckpt
 from .config import TrainConfig
 from ..distributed import Dist, setup, teardown
 from .ema import ema_decay_at, make_ema, update_ema
 from .outputs import MetricsLog, atomic_write_text, fork_rng_around, plot_curves, save_sample_grid
-from .sampler import ResumableShardBatches
+from .data_order import ResumableShardBatches
 
 
 def train(config: TrainConfig | dict, *, eval_fn=None, eval_every: int = 0, command_line: list[str] | None = None) -> dict:
