@@ -51,10 +51,24 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     elif shape == "cross":
         w = 0.33
         pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
+    elif shape == "star":  # five points, inner radius 0.45
+        pts = [(rad * math.cos(a), rad * math.sin(a)) for k in range(10)
+               for rad, a in [((1.0, 0.45)[k % 2], -math.pi / 2 + k * math.pi / 5)]]
+    elif shape == "hexagon":
+        pts = [(math.cos(k * math.pi / 3), math.sin(k * math.pi / 3)) for k in range(6)]
     else:  # pragma: no cover - CLASSES only names the shapes above
         raise ValueError(shape)
     ca, sa = math.cos(angle), math.sin(angle)
     return [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in pts]
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, colour: tuple, cx: float, cy: float, r: float,
+               angle: float) -> None:
+    """Fill one shape of radius ``r`` (canvas pixels) centred at (cx, cy); also used by the captioned scenes."""
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+    else:
+        draw.polygon(_polygon(shape, cx, cy, r, angle), fill=colour)
 
 
 def render_shape(label: int, rng: np.random.Generator, image_size: int, supersample: int = 4) -> np.ndarray:
@@ -70,11 +84,7 @@ def render_shape(label: int, rng: np.random.Generator, image_size: int, supersam
     canvas = Image.new("RGB", (size, size), tuple(int(v) for v in background))
     draw = ImageDraw.Draw(canvas)
     colour = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLOURS[colour_name], jitter))
-    cx, cy, r = cx * size, cy * size, radius * size
-    if shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
-    else:
-        draw.polygon(_polygon(shape, cx, cy, r, angle), fill=colour)
+    draw_shape(draw, shape, colour, cx * size, cy * size, radius * size, angle)
     if supersample > 1:
         canvas = canvas.resize((image_size, image_size), resample=Image.BOX)
     return np.asarray(canvas)
