@@ -1,0 +1,165 @@
+"""The Generate tab's work, without any UI: check a request, sample through the library, write downloads.
+
+Images come from :func:`ditkit.pipelines.generate_batches` on a cached model, with the same settings,
+seed and batch size as the ``ditkit sample`` command shown beside them, so that command redraws them
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DitkitError
+
+MAX_IMAGES = 16  # per request: one person cannot exhaust the server's memory
+MAX_STEPS = 1000
+
+
+@dataclass
+class GenerateRequest:
+    model: str
+    classes: list[str] | None = None  # class names (as the checkpoint stores them); None/empty: all classes
+    sampler: str = "ddim"
+    steps: int = 25
+    cfg_scale: float = 4.0
+    seed: int | None = 0  # None: a random seed (shown in the result)
+    num_images: int = 8
+    prompt: str = ""
+    negative_prompt: str = ""
+    mode: str | None = None
+
+
+@dataclass
+class GenerateResult:
+    images: np.ndarray  # uint8 (N, H, W, C)
+    captions: list[str]
+    pngs: list[Path]  # one PNG per sample
+    downloads: list[Path]  # grid.png, samples.npz, samples.zip (the PNGs)
+    command: str
+    seed: int
+
+
+def _check_numbers(request: GenerateRequest, max_images: int) -> int:
+    """Validate the plain numbers; returns the seed to use."""
+    try:
+        scale = float(request.cfg_scale)
+    except (TypeError, ValueError):
+        raise DitkitError(f"the guidance scale must be a number, got {request.cfg_scale!r}") from None
+    if not math.isfinite(scale) or scale < 0:
+        raise DitkitError(f"the guidance scale must be a finite number ≥ 0, got {request.cfg_scale}")
+    n = request.num_images
+    if n is None or int(n) != n or not 1 <= int(n) <= max_images:
+        raise DitkitError(f"the number of images must be a whole number from 1 to {max_images}, got {n}")
+    steps = request.steps
+    if steps is None or int(steps) != steps or not 1 <= int(steps) <= MAX_STEPS:
+        raise DitkitError(f"the number of steps must be a whole number from 1 to {MAX_STEPS}, got {steps}")
+    if request.seed is None:
+        return random.randrange(2**31)
+    if int(request.seed) != request.seed or request.seed < 0:
+        raise DitkitError(f"the seed must be a whole number ≥ 0, got {request.seed}")
+    return int(request.seed)
+
+
+def _labels(conditioning, request: GenerateRequest) -> list[int] | None:
+    """Class names → labels; none chosen means every class in turn."""
+    if conditioning.kind == "none":
+        return None
+    if conditioning.kind != "class":
+        raise DitkitError(f"this app cannot sample {conditioning.kind} models yet; use ditkit's library for them")
+    names = conditioning.class_names
+    chosen = [c for c in (request.classes or []) if str(c).strip()]
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        raise DitkitError(f"the model has no class {unknown[0]!r}; it knows {', '.join(names[:20])}")
+    chosen = chosen or names
+    return [names.index(c) for c in chosen]
+
+
+class StepCounter:
+    """Counts network evaluations (a forward hook) and reports them as sampling progress.
+
+    Every sampler evaluates the network once per step per batch (guidance batches both halves into one
+    forward), so the count is per-step progress whatever sampler the registry hands out.
+    """
+
+    def __init__(self, model, total: int, report: Callable[[int, int], None] | None):
+        self.model, self.total, self.report, self.done = model, max(1, total), report, 0
+        self.handle = None
+
+    def _hook(self, module, inputs, output):
+        self.done += 1
+        if self.report is not None:
+            self.report(min(self.done, self.total), self.total)
+
+    def __enter__(self):
+        self.handle = self.model.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def generate(request: GenerateRequest, cache, *, out_root: str | Path, max_images: int = MAX_IMAGES,
+             report: Callable[[int, int], None] | None = None) -> GenerateResult:
+    """Run one request; writes PNGs, a grid and a .npz into a fresh folder under ``out_root``."""
+    from ..checkpoints import bundled_models
+    from ..pipelines import SampleSettings, generate as sample
+    from .models import resolve_spec
+
+    seed = _check_numbers(request, max_images)
+    spec = resolve_spec(request.model)
+    loaded, codec, conditioning = cache.get(spec)
+    if codec is None:
+        raise DitkitError("this model's codec is not available, so its samples cannot be shown as images")
+    labels = _labels(conditioning, request)
+    n, steps = int(request.num_images), int(request.steps)
+    scale = float(request.cfg_scale) if conditioning.guidance else 1.0
+    # A bundled name stays a name in the command (it works on any install); a path is made absolute.
+    checkpoint = spec if spec in bundled_models() else loaded.checkpoint
+    settings = SampleSettings(checkpoint=checkpoint, classes=None if labels is None else tuple(labels),
+                              num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed)
+    with cache.lock, StepCounter(loaded.model, steps, report):
+        out = sample(loaded.model, labels=settings.classes, num_samples=n, codec=codec, sampler=settings.sampler,
+                     steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False,
+                     diffusion_config=loaded.diffusion_config, device=cache.device)
+    folder = Path(tempfile.mkdtemp(prefix="ditkit-app-", dir=out_root))
+    captions = _captions(conditioning, out.labels, seed, len(out))
+    pngs, downloads = _write_downloads(folder, out.images, out.labels)
+    command = settings.command(batch_size=n, npz=True, out=Path("ditkit-samples"))
+    return GenerateResult(images=out.images, captions=captions, pngs=pngs, downloads=downloads, command=command,
+                          seed=seed)
+
+
+def _captions(conditioning, labels, seed: int, count: int) -> list[str]:
+    if labels is None:
+        return [f"seed {seed} · #{i}" for i in range(count)]
+    return [f"{conditioning.class_names[y]} · #{i}" for i, y in enumerate(labels)]
+
+
+def _write_downloads(folder: Path, images: np.ndarray, labels) -> tuple[list[Path], list[Path]]:
+    """The files ``ditkit sample --npz`` writes: one PNG per sample, grid.png, samples.npz; plus a zip."""
+    import zipfile
+
+    from ..pipelines import make_grid, write_npz
+    from ..pipelines.folder import sample_name
+    from ..pipelines.images import save_png
+
+    (folder / "samples").mkdir()
+    pngs = []
+    for i, image in enumerate(images):
+        path = folder / "samples" / f"{sample_name(i, None if labels is None else labels[i])}.png"
+        save_png(image, path)
+        pngs.append(path)
+    save_png(make_grid(images, labels), folder / "grid.png")
+    write_npz(folder / "samples.npz", images, labels)
+    with zipfile.ZipFile(folder / "samples.zip", "w") as archive:
+        for path in pngs:
+            archive.write(path, f"samples/{path.name}")
+    return pngs, [folder / "grid.png", folder / "samples.npz", folder / "samples.zip"]

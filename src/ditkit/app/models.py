@@ -1,0 +1,108 @@
+"""Which models the app offers, what each one takes as conditioning, and a small cache of loaded ones."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DitkitError
+
+RECENT_LIMIT = 12  # recent run checkpoints offered in the model list
+
+
+def recent_checkpoints(runs_dir: str | Path | None, limit: int = RECENT_LIMIT) -> list[Path]:
+    """Checkpoint folders (``<run>/checkpoints/step-*`` with a config.json) under ``runs_dir``, newest first."""
+    if runs_dir is None or not Path(runs_dir).is_dir():
+        return []
+    found = [p.parent for p in Path(runs_dir).glob("*/checkpoints/step-*/config.json")]
+    found += [p.parent for p in Path(runs_dir).glob("checkpoints/step-*/config.json")]  # runs_dir is one run
+    found = sorted(set(found), key=lambda p: p.stat().st_mtime, reverse=True)
+    return found[:limit]
+
+
+def model_choices(runs_dir: str | Path | None) -> list[str]:
+    """The model dropdown: bundled names first, then recent run checkpoints (as paths)."""
+    from ..checkpoints import bundled_models
+
+    return list(bundled_models()) + [str(p) for p in recent_checkpoints(runs_dir)]
+
+
+@dataclass
+class Conditioning:
+    """What a model takes, asked of the model and its checkpoint rather than assumed.
+
+    ``kind``: "class" (class labels; ``class_names`` index them), "text" (a prompt and a negative prompt),
+    "multimodal" (a UniDiffuser-style model: ``modes`` it can sample), or "none" (unconditional).
+    """
+
+    kind: str
+    class_names: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+
+    @property
+    def guidance(self) -> bool:
+        return self.kind != "none"
+
+
+def describe(loaded) -> Conditioning:
+    """The conditioning of a loaded model (``pipelines.LoadedModel``)."""
+    model = loaded.model
+    modes = getattr(model, "modes", None) or getattr(loaded, "modes", None)
+    if modes:  # joint / conditional / marginal sampling (UniDiffuser)
+        return Conditioning("multimodal", modes=list(modes))
+    if getattr(model, "takes_text", False) or getattr(model.config, "text_encoder", None):
+        return Conditioning("text")
+    num_classes = getattr(model.config, "num_classes", 0) or 0
+    if num_classes == 0:
+        return Conditioning("none")
+    names = list(loaded.class_names or [])
+    if len(names) != num_classes:  # official files carry no names: number them
+        names = [str(i) for i in range(num_classes)]
+    return Conditioning("class", class_names=names)
+
+
+def resolve_spec(spec: str | None) -> str:
+    """A dropdown value or typed path → what ``load_for_sampling`` takes; a missing path is an error here."""
+    from ..checkpoints import bundled_models
+
+    spec = (spec or "").strip()
+    if not spec:
+        raise DitkitError("choose a model: a bundled name or a checkpoint path")
+    if spec in bundled_models():
+        return spec
+    path = Path(spec).expanduser()
+    looks_like_path = "/" in spec or spec.endswith((".pt", ".pth", ".safetensors")) or path.exists()
+    if looks_like_path and not path.exists():
+        raise DitkitError(f"no checkpoint at {spec}: the path does not exist")
+    return str(path) if looks_like_path else spec
+
+
+class ModelCache:
+    """Keeps the last few loaded models (and their codecs) so repeated requests skip loading.
+
+    ``lock`` serialises use of a cached model: progress hooks are attached to it per request.
+    """
+
+    def __init__(self, device: str = "cpu", size: int = 2):
+        self.device, self.size = device, size
+        self.lock = threading.RLock()
+        self._items: OrderedDict[str, tuple] = OrderedDict()
+
+    def get(self, spec: str | None):
+        """``(loaded, codec, conditioning)`` for a model spec; DitkitError for bad or incompatible input."""
+        from ..pipelines import load_codec, load_for_sampling
+
+        key = resolve_spec(spec)
+        with self.lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            loaded = load_for_sampling(key, device=self.device)
+            codec = load_codec(loaded, None, device=self.device)
+            item = (loaded, codec, describe(loaded))
+            self._items[key] = item
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return item

@@ -1,0 +1,202 @@
+"""The app's page: three tabs (Generate, Train monitor, Model explorer) wired to the plain modules.
+
+Every handler turns a user's mistake (DitkitError) — and any other failure — into ``gr.Error``, which
+shows the sentence in the page; the server keeps serving the next request.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DitkitError
+from . import explorer, generation, monitor, require_gradio
+from .models import ModelCache, model_choices
+
+CSS = ".pixelated img { image-rendering: pixelated; }"
+
+
+@dataclass
+class AppSettings:
+    runs_dir: str = "runs"
+    device: str = "cpu"
+    max_images: int = generation.MAX_IMAGES
+    out_root: str | None = None  # where downloads are written (a temporary folder by default)
+    refresh_seconds: float = 3.0
+
+
+def _shown_errors(fn):
+    """Run a handler; failures become gr.Error so the page says what went wrong and the app carries on."""
+    gr = require_gradio()
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except DitkitError as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception as exc:  # a bug or an unreadable file: say so, keep serving
+            raise gr.Error(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+def build_app(settings: AppSettings):
+    """The gr.Blocks app (not launched)."""
+    import tempfile
+
+    gr = require_gradio()
+    settings.out_root = settings.out_root or tempfile.mkdtemp(prefix="ditkit-app-")
+    cache = ModelCache(settings.device)
+    with gr.Blocks(title="ditkit", analytics_enabled=False) as app:
+        gr.Markdown("# ditkit — Diffusion Transformers in the browser")
+        with gr.Tab("Generate", id="generate"):
+            on_model, inputs, outputs = _generate_tab(gr, settings, cache)
+        with gr.Tab("Train monitor", id="monitor"):
+            _monitor_tab(gr, settings)
+        with gr.Tab("Model explorer", id="explorer"):
+            _explorer_tab(gr)
+        app.load(on_model, inputs, outputs)  # show the default model's classes on arrival
+    return app
+
+
+# -- Generate ---------------------------------------------------------------------------------------------
+
+def _model_inputs(gr, settings: AppSettings, cache: ModelCache) -> dict:
+    choices = model_choices(settings.runs_dir)
+    c = {}
+    with gr.Row():
+        c["model"] = gr.Dropdown(choices, value=choices[0] if choices else None, label="Model",
+                                 info="a bundled model or a recent run's checkpoint", scale=2)
+        c["path"] = gr.Textbox(label="…or a checkpoint path", placeholder="runs/train/checkpoints/step-0001000 "
+                               "or DiT-XL-2-256x256.pt", elem_id="checkpoint-path", scale=3)
+    c["about"] = gr.Markdown(elem_id="model-about")
+    c["classes"] = gr.Dropdown([], multiselect=True, label="Classes", info="none chosen: every class in turn",
+                               elem_id="classes")
+    c["prompt"] = gr.Textbox(label="Prompt", visible=False)
+    c["negative"] = gr.Textbox(label="Negative prompt", visible=False)
+    c["mode"] = gr.Radio([], label="Mode", visible=False)
+
+    @_shown_errors
+    def on_model(model, path):
+        loaded, _, cond = cache.get(path.strip() or model)
+        cfg = loaded.model.config
+        about = (f"`{loaded.checkpoint}` · {cfg.input_size}×{cfg.input_size}×{cfg.in_channels} input, patch "
+                 f"{cfg.patch_size}, depth {cfg.depth}, width {cfg.hidden_size} · conditioning: {cond.kind}")
+        return (about, gr.update(choices=cond.class_names, value=[], visible=cond.kind == "class"),
+                gr.update(visible=cond.kind == "text"), gr.update(visible=cond.kind == "text"),
+                gr.update(choices=cond.modes, visible=cond.kind == "multimodal"))
+
+    outs = [c["about"], c["classes"], c["prompt"], c["negative"], c["mode"]]
+    c["model"].change(on_model, [c["model"], c["path"]], outs)
+    c["path"].submit(on_model, [c["model"], c["path"]], outs)
+    c["on_model"] = (on_model, [c["model"], c["path"]], outs)
+    return c
+
+
+def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
+    from ..pipelines import SAMPLERS
+
+    c = _model_inputs(gr, settings, cache)
+    with gr.Row():
+        scale = gr.Number(4.0, label="Guidance scale", info="1 = none; 4 for visuals", elem_id="cfg-scale")
+        sampler = gr.Dropdown(list(SAMPLERS), value="ddim" if "ddim" in SAMPLERS else SAMPLERS[0], label="Sampler")
+        steps = gr.Slider(1, 250, value=25, step=1, label="Steps", elem_id="steps")
+    with gr.Row():
+        seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+        random_seed = gr.Checkbox(False, label="random seed")
+        count = gr.Slider(1, settings.max_images, value=min(8, settings.max_images), step=1,
+                          label=f"Images (at most {settings.max_images})", elem_id="num-images")
+    button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+    gallery = gr.Gallery(label="Samples", columns=8, height=300, format="png", elem_id="gallery",
+                         elem_classes=["pixelated"], object_fit="contain")
+    command = gr.Code(label="Reproduce with", language="shell", elem_id="command")
+    files = gr.File(label="Downloads: grid, .npz (ADM format), all PNGs (.zip)", file_count="multiple", elem_id="downloads")
+
+    @_shown_errors
+    def on_generate(model, path, classes, prompt, negative, mode, scale, sampler, steps, seed, random_seed, count,
+                    progress=gr.Progress()):
+        request = generation.GenerateRequest(
+            model=(path or "").strip() or model, classes=classes, sampler=sampler, steps=steps, cfg_scale=scale,
+            seed=None if random_seed else seed, num_images=count, prompt=prompt, negative_prompt=negative, mode=mode)
+        progress(0, desc="loading the model")
+
+        def report(done, total):
+            progress((done, total), desc="sampling", unit="steps")
+
+        result = generation.generate(request, cache, out_root=settings.out_root, max_images=settings.max_images,
+                                     report=report)
+        images = [(str(p), caption) for p, caption in zip(result.pngs, result.captions)]
+        return images, result.command, [str(p) for p in result.downloads]
+
+    inputs = [c["model"], c["path"], c["classes"], c["prompt"], c["negative"], c["mode"], scale, sampler, steps,
+              seed, random_seed, count]
+    button.click(on_generate, inputs, [gallery, command, files], concurrency_limit=1, concurrency_id="sampling")
+    return c["on_model"]
+
+
+# -- Train monitor ----------------------------------------------------------------------------------------
+
+def _monitor_tab(gr, settings: AppSettings) -> None:
+    runs = [str(p) for p in monitor.find_runs(settings.runs_dir)]
+    with gr.Row():
+        recent = gr.Dropdown(runs, value=None, label="Recent runs", info=f"under {settings.runs_dir}", scale=2)
+        folder = gr.Textbox(label="Run folder", placeholder="runs/train", elem_id="run-folder", scale=3)
+        show = gr.Button("Show", elem_id="show-run", scale=1)
+    live = gr.Checkbox(True, label=f"refresh every {settings.refresh_seconds:g} s while it trains")
+    summary = gr.Markdown(elem_id="run-summary")
+    curves = gr.Plot(label="Loss and evaluation curves", elem_id="run-curves")
+    with gr.Row():
+        grid = gr.Image(label="Latest EMA sample grid", type="filepath", elem_id="run-grid",
+                        elem_classes=["pixelated"], height=300)
+        config = gr.Code(label="train_config.json", language="json", elem_id="run-config")
+    timer = gr.Timer(settings.refresh_seconds)
+
+    def view(path):
+        status = monitor.read_run(path)
+        return (status.summary(), monitor.plot_run(status), None if status.grid is None else str(status.grid),
+                json.dumps(status.config, indent=2))
+
+    def on_tick(path, live):
+        if not live or not (path or "").strip():
+            return [gr.skip()] * 4
+        try:
+            return view(path)
+        except DitkitError:  # the folder may not exist yet: wait quietly for the next tick
+            return [gr.skip()] * 4
+
+    outs = [summary, curves, grid, config]
+    recent.change(lambda p: p or gr.skip(), recent, folder)
+    show.click(_shown_errors(view), folder, outs, concurrency_id="monitor")
+    folder.submit(_shown_errors(view), folder, outs, concurrency_id="monitor")
+    timer.tick(on_tick, [folder, live], outs, concurrency_id="monitor", show_progress="hidden")
+
+
+# -- Model explorer ---------------------------------------------------------------------------------------
+
+def _explorer_tab(gr) -> None:
+    from ..models.dit import BLOCKS
+
+    gr.Markdown("Gflops are forward multiply-accumulates per image, counted by running the model on the meta "
+                "device, as the DiT paper counts them.")
+    with gr.Row():
+        size = gr.Radio(list(explorer.SIZES), value="XL", label="Size")
+        patch = gr.Radio([str(p) for p in explorer.PATCHES], value="2", label="Patch")
+        block = gr.Dropdown(list(BLOCKS), value="adaln-zero", label="Block design")
+        image_size = gr.Number(256, precision=0, label="Image size (px)", elem_id="image-size")
+        space = gr.Radio(["latent", "pixel"], value="latent", label="Space", info="latent: SD VAE /8")
+    button = gr.Button("Count", elem_id="count-button")
+    result = gr.Markdown(elem_id="explorer-result")
+    table = gr.Dataframe(explorer.paper_table("DiT-XL/2"), headers=explorer.TABLE_HEADERS,
+                         label="The paper's table (256 px, adaLN-Zero)", interactive=False)
+
+    @_shown_errors
+    def on_count(size, patch, block, image_size, space):
+        found = explorer.explore(size, int(patch), block, image_size, space)
+        return explorer.summary_markdown(found, block, int(image_size)), explorer.paper_table(found["name"])
+
+    button.click(on_count, [size, patch, block, image_size, space], [result, table], concurrency_id="explorer")

@@ -1,0 +1,40 @@
+"""``ditkit app``: start the local web app (generate, monitor training, explore model sizes)."""
+
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "app", help="start a local web app: generate images, monitor training runs, explore model sizes",
+        description="Start ditkit's web app (Gradio) on this machine: a Generate tab (any bundled model or "
+                    "checkpoint), a Train-monitor tab (loss/FID curves, EMA grids of a run folder) and a "
+                    "Model-explorer tab (Gflops, parameters, tokens). Local only; no share links. "
+                    'Needs the app extra: pip install "ditkit[app]".')
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                       "only; 0.0.0.0 opens it to your network)")
+    p.add_argument("--port", type=int, help="port (default: 7860, or the next free one)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--runs-dir", default="runs", help="where to look for training runs and their checkpoints "
+                                                      "(default: ./runs)")
+    p.add_argument("--max-images", type=int, default=16, help="most images one request may ask for (default 16)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..app import require_gradio
+    from ..errors import DitkitError
+
+    require_gradio()  # says how to install it when missing
+    if args.max_images < 1:
+        raise DitkitError(f"--max-images must be at least 1, got {args.max_images}")
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise DitkitError(f"--port must be between 1 and 65535, got {args.port}")
+    import torch
+
+    from ..app.server import serve
+    from ..app.ui import AppSettings
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    serve(AppSettings(runs_dir=args.runs_dir, device=device, max_images=args.max_images), host=args.host,
+          port=args.port)
+    return 0
