@@ -1,0 +1,172 @@
+"""UniDiffuser's sampling modes: which modality is noised, which is held clean, and zero-cost guidance.
+
+One network ``net(img, clip_img, text, t_img, t_text, data_type)`` predicts the noise of every modality, each
+at its own timestep (0 = clean, the condition; 1000 = pure noise, "absent"). A mode is a denoiser over the
+modalities it generates, as a dict state (keys ``img`` (B,C,H,W), ``clip_img`` (B,1,Dc), ``text`` (B,T,Dt)):
+
+| mode  | state                  | conditional call              | unconditional call (guidance)                  |
+|-------|------------------------|-------------------------------|------------------------------------------------|
+| t2i   | img, clip_img          | net(z, c, y, t, 0)            | net(z, c, text_N, t, 1000)                     |
+| i2t   | text                   | net(z0, c0, x, 0, t)          | net(z_N, clip_N, x, 1000, t)                   |
+| joint | img, clip_img, text    | net(z, c, x, t, t)            | text: net(z_N, clip_N, x, 1000, t); image: net(z, c, text_N, t, 1000) |
+| i     | img, clip_img          | net(z, c, text_N, t, 1000)    | —                                              |
+| t     | text                   | net(z_N, clip_N, x, 1000, t)  | —                                              |
+
+``*_N`` are fresh N(0, 1) draws at every evaluation; guided output = cond + scale·(cond − uncond). Random draws
+come from ``draw(shape, like)``: by default a seeded generator, or a recorded list replayed in order (tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from ..errors import DitkitError
+from .dpm_solver_singlestep import dpm_solver_singlestep_sample
+from .vp_schedule import DiscreteVPSchedule
+
+__all__ = ["MODES", "SINGLE_MODES", "Shapes", "make_draw", "mode_denoiser", "unidiffuser_sample", "N_TIMESTEPS"]
+
+N_TIMESTEPS = 1000  # the discrete process length: t = 1000 is pure noise
+SINGLE_MODES = ("t2i", "i2t", "joint", "i", "t")
+MODES = SINGLE_MODES + ("i2t2i", "t2i2t")
+# What each mode generates (its solver state) and the conditions it needs.
+GENERATES = {"t2i": ("img", "clip_img"), "i": ("img", "clip_img"), "i2t": ("text",), "t": ("text",),
+             "joint": ("img", "clip_img", "text")}
+NEEDS = {"t2i": ("text",), "i2t": ("img", "clip_img"), "joint": (), "i": (), "t": (),
+         "i2t2i": ("img", "clip_img"), "t2i2t": ("text",)}
+
+Draw = Callable[[tuple, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Per-sample shapes of the three modalities: latent (C,H,W), CLIP token (1,Dc), text (T,Dt)."""
+
+    img: tuple
+    clip_img: tuple
+    text: tuple
+
+    @classmethod
+    def of(cls, net, latent_size: int | None = None) -> "Shapes":
+        c = net.config
+        side = latent_size or c.img_size
+        return cls((c.in_chans, side, side), (1, c.clip_img_dim), (c.num_text_tokens, c.text_dim))
+
+
+def make_draw(source: Draw | Iterable[torch.Tensor] | None = None, *, generator: torch.Generator | None = None) -> Draw:
+    """``draw(shape, like)`` → a standard-normal tensor: ``source`` itself if callable, the next tensor of a
+    recorded sequence (checked against the shape), or fresh draws from ``generator``."""
+    if callable(source):
+        return source
+    if source is None:
+        return lambda shape, like: torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)
+    recorded = iter(source)
+
+    def replay(shape, like):
+        value = next(recorded, None)
+        if value is None:
+            raise DitkitError("the recorded random draws ran out before sampling finished.")
+        if tuple(value.shape) != tuple(shape):
+            raise DitkitError(f"recorded random draw of shape {tuple(value.shape)} where {tuple(shape)} is needed.")
+        return value.to(like)
+
+    return replay
+
+
+def _guide(cond, uncond, scale: float):
+    return cond + scale * (cond - uncond)
+
+
+def mode_denoiser(net: Callable, mode: str, *, cond: dict | None = None, scale: float = 7.0,
+                  draw: Draw | None = None, data_type: int = 1, latent_size: int | None = None) -> Callable:
+    """``denoise(x, timesteps)``: the mode's (guided) noise prediction for dict state ``x`` at timesteps (B,) in
+    [0, 1000]; ``cond`` holds the clean conditions (``text`` for t2i, ``img`` and ``clip_img`` for i2t)."""
+    cond = cond or {}
+    draw = draw or make_draw()
+    missing = [k for k in NEEDS[mode] if k not in cond]
+    if missing:
+        raise DitkitError(f"mode {mode!r} needs {' and '.join(missing)} as its condition.")
+
+    def call(img, clip_img, text, t_img, t_text):
+        kind = torch.full((img.shape[0],), data_type, dtype=torch.int32, device=img.device)
+        return net(img, clip_img, text, t_img, t_text, kind)  # (img, clip_img, text) noise predictions
+
+    def denoise(x: dict, t: torch.Tensor) -> dict:
+        zero = torch.zeros_like(t, dtype=torch.int32)  # the clean condition's timestep
+        full = torch.ones_like(t) * N_TIMESTEPS  # "absent": pure noise
+        if mode == "t2i":
+            z, c = x["img"], x["clip_img"]
+            text_n = draw(cond["text"].shape, cond["text"])
+            out, uncond = call(z, c, cond["text"], t, zero), call(z, c, text_n, t, full)
+            return {"img": _guide(out[0], uncond[0], scale), "clip_img": _guide(out[1], uncond[1], scale)}
+        if mode == "i2t":
+            z0, c0 = cond["img"], cond["clip_img"]
+            z_n, c_n = draw(z0.shape, z0), draw(c0.shape, c0)
+            out, uncond = call(z0, c0, x["text"], zero, t), call(z_n, c_n, x["text"], full, t)
+            return {"text": _guide(out[2], uncond[2], scale)}
+        if mode == "joint":
+            z, c, tx = x["img"], x["clip_img"], x["text"]
+            z_n, c_n, text_n = draw(z.shape, z), draw(c.shape, c), draw(tx.shape, tx)
+            out = call(z, c, tx, t, t)
+            text_uncond = call(z_n, c_n, tx, full, t)[2]
+            img_uncond = call(z, c, text_n, t, full)
+            return {"img": _guide(out[0], img_uncond[0], scale), "clip_img": _guide(out[1], img_uncond[1], scale),
+                    "text": _guide(out[2], text_uncond, scale)}
+        if mode == "i":
+            z, c = x["img"], x["clip_img"]
+            text_n = draw((z.shape[0], *_text_shape(net)), z)
+            out = call(z, c, text_n, t, full)
+            return {"img": out[0], "clip_img": out[1]}
+        if mode == "t":
+            tx = x["text"]
+            shapes = Shapes.of(net, latent_size)
+            z_n, c_n = draw((tx.shape[0], *shapes.img), tx), draw((tx.shape[0], *shapes.clip_img), tx)
+            return {"text": call(z_n, c_n, tx, full, t)[2]}
+        raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(SINGLE_MODES)}.")
+
+    return denoise
+
+
+def _text_shape(net) -> tuple:
+    return (net.config.num_text_tokens, net.config.text_dim)
+
+
+def _initial_state(mode: str, n: int, shapes: Shapes, draw: Draw, like: torch.Tensor) -> dict:
+    """The official order: z, clip_img and text are all drawn for every mode, then the mode keeps its own."""
+    init = {key: draw((n, *getattr(shapes, key)), like) for key in ("img", "clip_img", "text")}
+    return {key: init[key] for key in GENERATES[mode]}
+
+
+@torch.no_grad()
+def unidiffuser_sample(net: Callable, mode: str, n: int, *, cond: dict | None = None, steps: int = 50,
+                       scale: float = 7.0, draw: Draw | None = None, schedule: DiscreteVPSchedule | None = None,
+                       latent_size: int | None = None, device=None, callback: Callable | None = None) -> dict:
+    """Sample ``n`` outputs of ``mode`` with the official solver; returns the generated modalities as a dict.
+
+    Two-stage modes chain single ones: i2t2i (image variation) = i2t, then t2i from the generated text;
+    t2i2t (text variation) = t2i, then i2t from the generated image and CLIP token.
+    """
+    if mode not in MODES:
+        raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(MODES)}.")
+    cond = dict(cond or {})
+    missing = [k for k in NEEDS[mode] if k not in cond]
+    if missing:
+        raise DitkitError(f"mode {mode!r} needs {' and '.join(missing)} as its condition.")
+    if mode in ("i2t2i", "t2i2t"):
+        first, second = ("i2t", "t2i") if mode == "i2t2i" else ("t2i", "i2t")
+        kw = dict(steps=steps, scale=scale, draw=draw, schedule=schedule, latent_size=latent_size, device=device,
+                  callback=callback)
+        middle = unidiffuser_sample(net, first, n, cond=cond, **kw)
+        return {**middle, **unidiffuser_sample(net, second, n, cond=middle, **kw)}
+    draw = draw or make_draw()
+    if latent_size is None and "img" in cond:
+        latent_size = cond["img"].shape[-1]
+    shapes = Shapes.of(net, latent_size)
+    like = torch.empty(0, device=device or next(iter(cond.values()), torch.empty(0)).device)
+    denoise = mode_denoiser(net, mode, cond=cond, scale=scale, draw=draw, latent_size=latent_size)
+    x_T = _initial_state(mode, n, shapes, draw, like)
+    return dpm_solver_singlestep_sample(lambda x, t: denoise(x, t * N_TIMESTEPS), x_T, steps,
+                                        schedule=schedule, callback=callback)
