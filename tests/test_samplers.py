@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ditkit.diffusion import (create_diffusion, ddim_sample, ddpm_sample, dpm_solver_pp_sample, respacing_for,
-                              sample, space_timesteps)
+from ditkit.diffusion import (SAMPLERS, DiffusionConfig, create_diffusion, ddim_sample, ddpm_sample,
+                              dpm_solver_pp_sample, run_sampler, sample, space_timesteps)
 from ditkit.errors import DitkitError
+
+FIXED = DiffusionConfig(learn_sigma=False)
+
+
+def respacing_for(name, steps):
+    return SAMPLERS[name].respacing(steps)
 
 MU, STD = 0.7, 0.3
 
@@ -89,11 +95,14 @@ def test_sample_by_name_counts_network_evaluations():
         calls.append(int(t[0]))
         return den(x, t)
 
-    sample(counting, noise(4), sampler="dpm++", steps=20, learn_sigma=False)
+    sample(counting, noise(4), sampler="dpm++", steps=20, config=FIXED)
     assert len(calls) == 20 and calls[0] == 999 and calls[-1] == 0 and len(set(calls)) == 20
     calls.clear()
-    sample(counting, noise(4), sampler="ddim", steps=10, learn_sigma=False)
+    sample(counting, noise(4), sampler="ddim", steps=10, config=FIXED)
     assert calls == list(range(900, -1, -100))
+    calls.clear()
+    sample(counting, noise(4), sampler="ddpm", config=FIXED)  # the registry's default step count
+    assert len(calls) == SAMPLERS["ddpm"].default_steps == 250
 
 
 def test_respacing():
@@ -109,3 +118,65 @@ def test_respacing():
     # a respaced process keeps alpha_bar at the kept steps
     full, spaced = create_diffusion(None), create_diffusion("ddim10")
     assert np.allclose(spaced.alphas_cumprod, full.alphas_cumprod[::100])
+
+
+def test_unknown_sampler_options_are_an_error():
+    process = create_diffusion("ddim5", learn_sigma=False)
+    with pytest.raises(DitkitError, match="dpm\\+\\+ sampler has no option 'eta'"):
+        run_sampler("dpm++", exact_denoiser(), process, noise(2), eta=0.5)
+    with pytest.raises(DitkitError, match="no option 'etta'"):
+        sample(exact_denoiser(), noise(2), sampler="ddim", steps=5, config=FIXED, etta=0.5)
+    with pytest.raises(DitkitError, match="unknown sampler 'euler'"):
+        run_sampler("euler", exact_denoiser(), process, noise(2))
+    out = run_sampler("ddim", exact_denoiser(), process, noise(2), eta=0.0, clip_denoised=True)
+    assert out.shape == (2, 2, 2, 2)
+
+
+def test_every_sampler_has_the_common_signature_and_defaults_in_the_registry():
+    import inspect
+
+    for name, spec in SAMPLERS.items():
+        params = inspect.signature(spec.function).parameters
+        assert list(params)[:3] == ["denoiser", "process", "x_T"], name
+        keywords = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert keywords == {"generator", "noise_sampler", "progress", *spec.options}, name
+        assert not any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()), name
+        assert 1 <= spec.default_steps <= 1000
+
+
+def test_samplers_read_the_process_only_through_public_accessors():
+    from pathlib import Path
+
+    import ditkit.diffusion as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        if path.name != "gaussian.py":
+            assert "._gather" not in path.read_text() and "._f64" not in path.read_text(), path.name
+
+
+def test_process_accessors():
+    process = create_diffusion("ddim10")
+    ac = process.alphas_cumprod
+    t = torch.tensor([0, 3, 9])
+    like = torch.zeros(3, 2, 4, 4)
+    assert process.alpha_bar_at(t, like).shape == (3, 1, 1, 1)
+    assert torch.allclose(process.alpha_bar_at(t, like).flatten().double(), torch.from_numpy(ac[[0, 3, 9]]))
+    assert torch.allclose(process.alpha_bar_prev_at(t, like).flatten().double(),
+                          torch.tensor([1.0, ac[2], ac[8]], dtype=torch.float64))
+    alpha, sigma = process.alpha_sigma(4)
+    assert abs(alpha**2 + sigma**2 - 1) < 1e-12 and abs(alpha**2 - ac[4]) < 1e-12
+    assert abs(process.half_log_snr(4) - 0.5 * np.log(ac[4] / (1 - ac[4]))) < 1e-9
+    assert abs(process.edm_sigma(4) - sigma / alpha) < 1e-12
+    assert process.eps(torch.ones(3, 4, 4, 4), like).shape == like.shape  # learned-sigma channels dropped
+
+
+def test_one_respacing_parser():
+    full = create_diffusion(None)
+    log = space_timesteps(1000, "logsnr8", alphas_cumprod=full.alphas_cumprod)
+    assert create_diffusion("logsnr8").timestep_map.tolist() == log and log[0] == 0 and log[-1] == 999
+    assert SAMPLERS["dpm++"].respacing(8) == "logsnr8" and SAMPLERS["ddim"].respacing(7) == "ddim7"
+    assert SAMPLERS["ddim"].respacing(999) == "999"  # no integer stride gives 999 steps: evenly strided
+    with pytest.raises(DitkitError, match="needs the noise schedule"):
+        space_timesteps(1000, "logsnr8")
+    with pytest.raises(DitkitError, match="bad respacing"):
+        create_diffusion("logsnrX")

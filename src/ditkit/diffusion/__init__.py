@@ -1,11 +1,13 @@
-"""Gaussian diffusion (the math), samplers (functions of a denoiser) and guidance."""
+"""Gaussian diffusion (the math), samplers (functions of a denoiser), their registry, and guidance."""
 
 from .gaussian import DiffusionConfig, GaussianDiffusion, create_diffusion
 from .guidance import cfg_denoiser
-from .samplers import (DEFAULT_STEPS, SAMPLERS, ddim_sample, ddpm_sample, dpm_solver_pp_sample, get_sampler,
-                       respacing_for, sample)
+from .noise import IndexedNoise, sample_seed
+from .registry import SAMPLERS, SamplerSpec, get_sampler, run_sampler, sample
+from .samplers import ddim_sample, ddpm_sample, dpm_solver_pp_sample
 from .schedules import space_timesteps
+from .state import tree_map
 
-__all__ = ["DiffusionConfig", "GaussianDiffusion", "create_diffusion", "cfg_denoiser", "DEFAULT_STEPS", "SAMPLERS",
-           "ddim_sample", "ddpm_sample", "dpm_solver_pp_sample", "get_sampler", "respacing_for", "sample",
-           "space_timesteps"]
+__all__ = ["DiffusionConfig", "GaussianDiffusion", "create_diffusion", "cfg_denoiser", "IndexedNoise", "sample_seed",
+           "SAMPLERS", "SamplerSpec", "get_sampler", "run_sampler", "sample", "ddim_sample", "ddpm_sample",
+           "dpm_solver_pp_sample", "space_timesteps", "tree_map"]

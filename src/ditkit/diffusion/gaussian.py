@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DitkitError
-from .schedules import logsnr_timesteps, named_betas, space_timesteps
+from .schedules import named_betas, space_timesteps
 
 
 @dataclass
@@ -29,6 +29,12 @@ class DiffusionConfig:
 
     def to_dict(self):
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None, **overrides) -> "DiffusionConfig":
+        """Settings as stored (unknown keys ignored) over the defaults, then ``overrides``."""
+        known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, **overrides})
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,6 +108,8 @@ class GaussianDiffusion:
             "posterior_mean_coef2": (1.0 - ac_prev) * np.sqrt(alphas) / (1.0 - ac),
             # fixed-variance models use the larger of the two DDPM choices (beta_t), as the reference
             "fixed_large_variance": np.append(posterior_variance[1], betas[1:]) if len(betas) > 1 else betas,
+            # lambda = log(alpha / sigma), half the log-SNR: the time variable of DPM-Solver
+            "half_log_snr": np.log(np.sqrt(ac)) - np.log(np.sqrt(1.0 - ac)),
         }
         self._tables = {k: torch.from_numpy(v) for k, v in self._f64.items()}
 
@@ -118,6 +126,32 @@ class GaussianDiffusion:
     def original_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         """Indices of this process -> the timesteps the network was trained with."""
         return self.timestep_map.to(t.device)[t]
+
+    # -- what samplers read (public, so that no sampler touches the tables)
+    def alpha_bar_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """ᾱ_t for indices ``t`` (float32, shaped to broadcast against ``like``)."""
+        return self._gather("alphas_cumprod", t, like)
+
+    def alpha_bar_prev_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """ᾱ_{t-1} (1 at t = 0) for indices ``t``, shaped like :meth:`alpha_bar_at`."""
+        return self._gather("alphas_cumprod_prev", t, like)
+
+    def alpha_sigma(self, i: int) -> tuple[float, float]:
+        """(α_i, σ_i) = (√ᾱ_i, √(1 − ᾱ_i)) of step ``i`` in float64: x_i = α_i x_0 + σ_i ε."""
+        return float(self._f64["sqrt_alphas_cumprod"][i]), float(self._f64["sqrt_one_minus_alphas_cumprod"][i])
+
+    def half_log_snr(self, i: int) -> float:
+        """λ_i = log(α_i / σ_i), half the log signal-to-noise ratio of step ``i`` (float64)."""
+        return float(self._f64["half_log_snr"][i])
+
+    def edm_sigma(self, i: int) -> float:
+        """σ_i / α_i = √((1 − ᾱ_i) / ᾱ_i): the noise level of x / α_i, EDM's (Karras et al.) σ."""
+        alpha, sigma = self.alpha_sigma(i)
+        return sigma / alpha
+
+    def eps(self, model_output: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """The ε prediction inside a raw model output (dropping learned-variance channels)."""
+        return self.split_output(model_output, x_t.shape[1])[0]
 
     # -- forward process
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -211,14 +245,7 @@ def create_diffusion(timestep_respacing: str | int | None = None, *, noise_sched
                      learn_sigma: bool = True, diffusion_steps: int = 1000) -> GaussianDiffusion:
     """The DiT process, optionally respaced: ``create_diffusion("250")``, ``"ddim10"``, ``"logsnr20"``."""
     base_betas = named_betas(noise_schedule, diffusion_steps)
-    if isinstance(timestep_respacing, str) and timestep_respacing.startswith("logsnr"):
-        try:
-            count = int(timestep_respacing[len("logsnr"):])
-        except ValueError:
-            raise DitkitError(f"bad respacing {timestep_respacing!r}; expected e.g. 'logsnr20'") from None
-        keep = logsnr_timesteps(np.cumprod(1.0 - base_betas), count)
-    else:
-        keep = space_timesteps(diffusion_steps, timestep_respacing)
+    keep = space_timesteps(diffusion_steps, timestep_respacing, alphas_cumprod=np.cumprod(1.0 - base_betas))
     if len(keep) == diffusion_steps:
         return GaussianDiffusion(base_betas, learn_sigma=learn_sigma)
     # Respacing keeps alpha_bar at the chosen steps and recomputes betas between them.

@@ -1,82 +1,110 @@
 """Samplers: plain functions of a denoiser, a (respaced) diffusion process and the starting noise.
 
-A *denoiser* is any callable ``denoiser(x_t, t) -> raw model output`` (eps, or eps and the variance
-interpolation v for learned-sigma models) where ``t`` holds ORIGINAL timesteps (0..999). No sampler
-knows the network; guidance is a denoiser wrapper (``guidance.cfg_denoiser``).
+THE sampler contract (every sampler, see ``registry.py`` for the list)::
 
-``noise_sampler(x)`` returns fresh N(0, I) noise shaped like ``x`` for stochastic steps; by default
-``torch.randn`` with ``generator``. Pass your own to make every sample depend only on its own seed.
+    x_0 = sampler(denoiser, process, x_T, *, generator=None, noise_sampler=None, progress=False, **options)
+
+- ``denoiser(x_t, t) -> raw model output`` (ε, or ε and the variance interpolation v for learned-sigma
+  models), ``t`` a LongTensor (N,) of ORIGINAL timesteps (0..999). No sampler knows the network;
+  guidance is a denoiser wrapper (``guidance.cfg_denoiser``).
+- ``process``: the respaced :class:`GaussianDiffusion`; its steps ARE the sampler's timesteps
+  (``registry.SAMPLERS[name].process(steps)`` builds the one each sampler prefers). Samplers read it
+  only through its public accessors (ᾱ, α/σ, λ, the posterior).
+- ``x_T``: a tensor, or a tuple/dict of tensors sampled together (``state.py``; UniDiffuser).
+- ``noise_sampler(x)``: fresh N(0, I) shaped like ``x`` for stochastic steps; by default ``torch.randn``
+  with ``generator``. Pass your own to make every sample depend only on its own seed (``noise.py``).
+- ``options``: each sampler's own keywords (``clip_denoised``, DDIM's ``eta``); the registry refuses
+  any other with a DitkitError.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..errors import DitkitError
-from .gaussian import GaussianDiffusion, create_diffusion
+from ..progress import progress_bar
+from .gaussian import GaussianDiffusion
+from .state import like_first, tree_map
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _default_noise_sampler(generator: torch.Generator | None):
-    def sample(x: torch.Tensor) -> torch.Tensor:
-        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def default_noise_sampler(generator: torch.Generator | None):
+    """N(0, I) noise shaped like a state, from ``generator`` (the global RNG when None)."""
+
+    def sample(x):
+        return tree_map(lambda leaf: torch.randn(leaf.shape, generator=generator, device=leaf.device,
+                                                 dtype=leaf.dtype), x)
 
     return sample
 
 
-def _steps(diffusion: GaussianDiffusion, progress: bool, desc: str):
-    return tqdm(list(range(diffusion.num_timesteps))[::-1], disable=not progress, desc=desc, leave=False)
+def steps_down(process: GaussianDiffusion, progress: bool, desc: str):
+    """The process's step indices from T-1 down to 0, with a progress bar when asked."""
+    return progress_bar(list(range(process.num_timesteps))[::-1], disable=not progress, desc=desc, leave=False)
 
 
-def _model_out(denoiser: Denoiser, diffusion: GaussianDiffusion, x: torch.Tensor, i: int):
-    t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
-    return t, denoiser(x, diffusion.original_timesteps(t))
+def denoise_at(denoiser: Denoiser, process: GaussianDiffusion, x, i: int):
+    """(t, output): the network's output at step ``i`` of ``process`` (t: indices into the process)."""
+    leaf = like_first(x)
+    t = torch.full((leaf.shape[0],), i, dtype=torch.long, device=leaf.device)
+    return t, denoiser(x, process.original_timesteps(t))
 
 
 # --------------------------------------------------------------------------------------------
-# Ancestral DDPM
+# Ancestral DDPM (Ho et al. 2020, Algorithm 2; learned variance: Nichol & Dhariwal 2021)
 # --------------------------------------------------------------------------------------------
+
+
+def _ddpm_leaf(process: GaussianDiffusion, x, output, t, z, clip_denoised: bool):
+    # 2. x̂_0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t (Ho eq. 15) and the posterior mean μ̃_t(x_t, x̂_0) (Ho eq. 7);
+    #    variance exp(v log β_t + (1−v) log β̃_t) (Nichol & Dhariwal eq. 15), or β_t when fixed
+    out = process.p_mean_variance(output, x, t, clip_denoised=clip_denoised)
+    # 3. x_{t-1} = μ + σ z, z ~ N(0, I); the mean alone at the last step (z is None)
+    return out["mean"] if z is None else out["mean"] + torch.exp(0.5 * out["log_variance"]) * z
 
 
 @torch.no_grad()
-def ddpm_sample(denoiser: Denoiser, diffusion: GaussianDiffusion, noise: torch.Tensor, *,
-                clip_denoised: bool = False, noise_sampler=None, generator=None, progress: bool = False):
+def ddpm_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generator=None, noise_sampler=None,
+                progress: bool = False, clip_denoised: bool = False):
     """x_T = noise; x_{t-1} ~ p(x_{t-1} | x_t) down to t = 0 (the mean at the last step)."""
-    noise_sampler = noise_sampler or _default_noise_sampler(generator)
-    x = noise
-    for i in _steps(diffusion, progress, "ddpm"):
-        t, output = _model_out(denoiser, diffusion, x, i)
-        out = diffusion.p_mean_variance(output, x, t, clip_denoised=clip_denoised)
-        x = out["mean"] + torch.exp(0.5 * out["log_variance"]) * noise_sampler(x) if i > 0 else out["mean"]
+    noise_sampler = noise_sampler or default_noise_sampler(generator)
+    x = x_T
+    for i in steps_down(process, progress, "ddpm"):
+        t, output = denoise_at(denoiser, process, x, i)  # 1. the network's ε (and v) at x_t
+        z = noise_sampler(x) if i > 0 else tree_map(lambda leaf: None, x)
+        x = tree_map(lambda xl, o, zl: _ddpm_leaf(process, xl, o, t, zl, clip_denoised), x, output, z)
     return x
 
 
 # --------------------------------------------------------------------------------------------
-# DDIM (Song et al.): eta = 0 is the deterministic probability-flow discretisation
+# DDIM (Song et al. 2021): eta = 0 is the deterministic probability-flow discretisation
 # --------------------------------------------------------------------------------------------
 
 
+def _ddim_leaf(process: GaussianDiffusion, x, output, t, z, eta: float, clip_denoised: bool):
+    # 2. x̂_0 from ε; ε is then re-derived from the (possibly clipped) x̂_0, as the reference does
+    out = process.p_mean_variance(output, x, t, clip_denoised=clip_denoised)
+    eps = process.predict_eps_from_xstart(x, t, out["pred_xstart"])
+    alpha_bar, alpha_bar_prev = process.alpha_bar_at(t, x), process.alpha_bar_prev_at(t, x)
+    # 3. σ_t(η) = η √((1−ᾱ_{t-1})/(1−ᾱ_t)) √(1 − ᾱ_t/ᾱ_{t-1})  (Song et al. eq. 16)
+    sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
+    # 4. x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1 − ᾱ_{t-1} − σ_t²) ε + σ_t z  (Song et al. eq. 12)
+    x = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
+    return x if z is None else x + sigma * z
+
+
 @torch.no_grad()
-def ddim_sample(denoiser: Denoiser, diffusion: GaussianDiffusion, noise: torch.Tensor, *, eta: float = 0.0,
-                clip_denoised: bool = False, noise_sampler=None, generator=None, progress: bool = False):
-    noise_sampler = noise_sampler or _default_noise_sampler(generator)
-    x = noise
-    for i in _steps(diffusion, progress, "ddim"):
-        t, output = _model_out(denoiser, diffusion, x, i)
-        out = diffusion.p_mean_variance(output, x, t, clip_denoised=clip_denoised)
-        # eps is re-derived from the (possibly clipped) x_0 prediction, as the reference does
-        eps = diffusion.predict_eps_from_xstart(x, t, out["pred_xstart"])
-        alpha_bar = diffusion._gather("alphas_cumprod", t, x)
-        alpha_bar_prev = diffusion._gather("alphas_cumprod_prev", t, x)
-        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
-        x = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
-        if i > 0 and eta > 0:
-            x = x + sigma * noise_sampler(x)
+def ddim_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generator=None, noise_sampler=None,
+                progress: bool = False, eta: float = 0.0, clip_denoised: bool = False):
+    noise_sampler = noise_sampler or default_noise_sampler(generator)
+    x = x_T
+    for i in steps_down(process, progress, "ddim"):
+        t, output = denoise_at(denoiser, process, x, i)  # 1. ε at x_t
+        z = noise_sampler(x) if i > 0 and eta > 0 else tree_map(lambda leaf: None, x)
+        x = tree_map(lambda xl, o, zl: _ddim_leaf(process, xl, o, t, zl, eta, clip_denoised), x, output, z)
     return x
 
 
@@ -86,78 +114,45 @@ def ddim_sample(denoiser: Denoiser, diffusion: GaussianDiffusion, noise: torch.T
 
 
 @torch.no_grad()
-def dpm_solver_pp_sample(denoiser: Denoiser, diffusion: GaussianDiffusion, noise: torch.Tensor, *,
-                         clip_denoised: bool = False, progress: bool = False, **_unused):
-    """Lu et al. (2022), multistep 2nd order, on the timesteps of a respaced ``diffusion``.
+def dpm_solver_pp_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generator=None,
+                         noise_sampler=None, progress: bool = False, clip_denoised: bool = False):
+    """Lu et al. (2022), "DPM-Solver++", Algorithm 2 (multistep, 2nd order), on the process's steps.
 
     One network evaluation per step: updates t_{K-1} -> ... -> t_0 in the half-log-SNR
-    lambda = log(alpha/sigma), then returns the x_0 prediction at t_0. Below 15 steps the last
-    update is first order (as diffusers' ``lower_order_final``): extrapolating over the very
-    unequal final steps is what destabilises few-step sampling. ``respacing_for("dpm++", K)``
-    spaces the steps uniformly in log-SNR, as the DPM-Solver paper recommends.
+    λ = log(α/σ), then returns the x_0 prediction at t_0. Below 15 steps the last update is first
+    order (as diffusers' ``lower_order_final``): extrapolating over the very unequal final steps is
+    what destabilises few-step sampling. The registry spaces its steps uniformly in log-SNR
+    (``"logsnr20"``), as the DPM-Solver paper recommends. Deterministic: ``generator`` and
+    ``noise_sampler`` are accepted for the common signature and unused.
     """
-    channels = noise.shape[1]
-    alpha_bar = np.asarray(diffusion.alphas_cumprod, dtype=np.float64)
-    alpha = np.sqrt(alpha_bar)
-    sigma = np.sqrt(1.0 - alpha_bar)
-    lam = np.log(alpha) - np.log(sigma)
 
     def data_prediction(x, i):
-        t, output = _model_out(denoiser, diffusion, x, i)
-        eps = output[:, :channels]
-        x0 = (x - float(sigma[i]) * eps) / float(alpha[i])
-        return x0.clamp(-1, 1) if clip_denoised else x0
+        # x̂_0 = (x_t − σ_t ε) / α_t, per leaf
+        _, output = denoise_at(denoiser, process, x, i)
+        alpha, sigma = process.alpha_sigma(i)
 
-    x = noise
+        def x0(xl, o):
+            pred = (xl - sigma * process.eps(o, xl)) / alpha
+            return pred.clamp(-1, 1) if clip_denoised else pred
+
+        return tree_map(x0, x, output)
+
+    x = x_T
     prev_x0, prev_h = None, None
-    steps = list(range(diffusion.num_timesteps))[::-1]
-    for i in tqdm(steps, disable=not progress, desc="dpm++", leave=False):
-        x0 = data_prediction(x, i)
+    steps = list(range(process.num_timesteps))[::-1]
+    for i in progress_bar(steps, disable=not progress, desc="dpm++", leave=False):
+        x0 = data_prediction(x, i)  # 1. the data prediction at t_i
         if i == 0:
             return x0
         j = i - 1
-        h = lam[j] - lam[i]
+        h = process.half_log_snr(j) - process.half_log_snr(i)  # 2. h_i = λ_{t_{i-1}} − λ_{t_i}
         if prev_x0 is None or (j == 0 and len(steps) < 15):
-            d = x0  # first-order step: DPM-Solver++ 1 (= DDIM)
-        else:
+            d = x0  # 3a. first-order step: DPM-Solver++ 1 (= DDIM)
+        else:  # 3b. D_i = (1 + 1/(2r)) x̂_0(t_i) − 1/(2r) x̂_0(t_{i+1}), r = h_{i-1} / h_i
             r = prev_h / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
-        x = float(sigma[j] / sigma[i]) * x - float(alpha[j] * np.expm1(-h)) * d
+            d = tree_map(lambda a, b: (1 + 1 / (2 * r)) * a - (1 / (2 * r)) * b, x0, prev_x0)
+        # 4. x_{t_{i-1}} = (σ_{i-1}/σ_i) x_{t_i} − α_{i-1} (e^{−h} − 1) D_i
+        (alpha_j, sigma_j), (_, sigma_i) = process.alpha_sigma(j), process.alpha_sigma(i)
+        x = tree_map(lambda xl, dl: (sigma_j / sigma_i) * xl - (alpha_j * math.expm1(-h)) * dl, x, d)
         prev_x0, prev_h = x0, h
     return x
-
-
-# --------------------------------------------------------------------------------------------
-# By name
-# --------------------------------------------------------------------------------------------
-
-SAMPLERS = {"ddpm": ddpm_sample, "ddim": ddim_sample, "dpm++": dpm_solver_pp_sample}
-DEFAULT_STEPS = {"ddpm": 250, "ddim": 50, "dpm++": 20}
-
-
-def respacing_for(sampler: str, steps: int, diffusion_steps: int = 1000) -> str:
-    """The respacing string a sampler uses for ``steps`` steps (DDIM prefers an integer stride)."""
-    if steps < 1 or steps > diffusion_steps:
-        raise DitkitError(f"steps must be between 1 and {diffusion_steps}, got {steps}")
-    if sampler == "dpm++":
-        return f"logsnr{steps}" if steps >= 2 else str(steps)
-    if sampler == "ddim" and any(len(range(0, diffusion_steps, s)) == steps for s in range(1, diffusion_steps)):
-        return f"ddim{steps}"
-    return str(steps)
-
-
-def get_sampler(name: str):
-    try:
-        return SAMPLERS[name]
-    except KeyError:
-        raise DitkitError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
-
-
-def sample(denoiser: Denoiser, noise: torch.Tensor, *, sampler: str = "ddpm", steps: int | None = None,
-           noise_schedule: str = "linear", learn_sigma: bool = True, diffusion_steps: int = 1000, **kwargs):
-    """Build the respaced process for ``sampler``/``steps`` and run it."""
-    fn = get_sampler(sampler)
-    steps = steps or DEFAULT_STEPS[sampler]
-    diffusion = create_diffusion(respacing_for(sampler, steps, diffusion_steps), noise_schedule=noise_schedule,
-                                 learn_sigma=learn_sigma, diffusion_steps=diffusion_steps)
-    return fn(denoiser, diffusion, noise, **kwargs)

@@ -33,26 +33,30 @@ def named_betas(name: str, num_steps: int) -> np.ndarray:
     raise DitkitError(f"unknown noise schedule {name!r}; use 'linear' or 'cosine'")
 
 
-def space_timesteps(num_steps: int, respacing: str | int | list[int] | None) -> list[int]:
-    """Which of the original timesteps a respaced process keeps, sorted ascending.
+def space_timesteps(num_steps: int, respacing: str | int | list[int] | None, *,
+                    alphas_cumprod: np.ndarray | None = None) -> list[int]:
+    """Which of the original timesteps a respaced process keeps, sorted ascending: THE respacing parser.
 
     ``None``/``""`` keeps all; ``"250"`` (or ``250``) takes 250 evenly strided steps; ``"10,15,20"``
     splits the range into sections with that many steps each; ``"ddim50"`` uses the integer stride
-    that gives exactly 50 steps (as the DDIM paper does).
+    that gives exactly 50 steps (as the DDIM paper does); ``"logsnr20"`` takes 20 steps uniform in
+    log-SNR (needs the schedule's ``alphas_cumprod``).
     """
     if respacing is None or respacing == "":
         return list(range(num_steps))
     if isinstance(respacing, int):
         respacing = str(respacing)
-    if isinstance(respacing, str) and respacing.startswith("ddim"):
-        try:
-            desired = int(respacing[len("ddim"):])
-        except ValueError:
-            raise DitkitError(f"bad respacing {respacing!r}; expected e.g. 'ddim50'") from None
-        for stride in range(1, num_steps):
-            if len(range(0, num_steps, stride)) == desired:
-                return list(range(0, num_steps, stride))
-        raise DitkitError(f"cannot take exactly {desired} equally strided steps from {num_steps}")
+    for prefix in ("ddim", "logsnr"):
+        if isinstance(respacing, str) and respacing.startswith(prefix):
+            try:
+                desired = int(respacing[len(prefix):])
+            except ValueError:
+                raise DitkitError(f"bad respacing {respacing!r}; expected e.g. '{prefix}50'") from None
+            if prefix == "logsnr":
+                if alphas_cumprod is None:
+                    raise DitkitError("log-SNR respacing needs the noise schedule")
+                return logsnr_timesteps(alphas_cumprod, desired)
+            return ddim_timesteps(num_steps, desired)
     try:
         counts = [int(x) for x in respacing.split(",")] if isinstance(respacing, str) else [int(x) for x in respacing]
     except ValueError:
@@ -67,6 +71,19 @@ def space_timesteps(num_steps: int, respacing: str | int | list[int] | None) -> 
         steps += [start + round(stride * j) for j in range(count)]
         start += size
     return sorted(set(steps))
+
+
+def ddim_timesteps(num_steps: int, desired: int) -> list[int]:
+    """The integer stride that takes exactly ``desired`` steps from ``num_steps`` (DDIM's spacing)."""
+    for stride in range(1, num_steps):
+        if len(range(0, num_steps, stride)) == desired:
+            return list(range(0, num_steps, stride))
+    raise DitkitError(f"cannot take exactly {desired} equally strided steps from {num_steps}")
+
+
+def has_ddim_stride(num_steps: int, desired: int) -> bool:
+    """Whether some integer stride takes exactly ``desired`` steps from ``num_steps``."""
+    return any(len(range(0, num_steps, s)) == desired for s in range(1, num_steps))
 
 
 def logsnr_timesteps(alphas_cumprod: np.ndarray, count: int) -> list[int]:

@@ -5,12 +5,12 @@
 """
 
 from .folder import SampleSettings, sample_to_folder
-from .generate import DEFAULT_STEPS, SAMPLERS, GeneratedSamples, generate, generate_batches, sample_seed
+from .generate import SAMPLERS, GeneratedSamples, generate, generate_batches, sample_seed
 from .images import make_grid, write_npz
 from .loading import DEFAULT_VAE, default_checkpoint, load_codec, load_for_sampling
 
 __all__ = [
-    "DEFAULT_STEPS", "DEFAULT_VAE", "SAMPLERS", "GeneratedSamples", "SampleSettings", "default_checkpoint",
+    "DEFAULT_VAE", "SAMPLERS", "GeneratedSamples", "SampleSettings", "default_checkpoint",
     "generate", "generate_batches", "load_codec", "load_for_sampling", "make_grid", "sample_seed",
     "sample_to_folder", "write_npz",
 ]

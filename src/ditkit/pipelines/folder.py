@@ -28,7 +28,8 @@ from safetensors.torch import load_file, save
 from ..errors import DitkitError
 from ..version import __version__
 from ..distributed import process_group
-from .generate import DEFAULT_STEPS, effective_diffusion_config, generate_batches, plan_sampling
+from ..diffusion import get_sampler
+from .generate import effective_diffusion_config, generate_batches, plan_sampling
 from .images import atomic_write, make_grid, read_png, save_png, write_npz
 from .loading import load_codec, load_for_sampling
 
@@ -135,7 +136,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         codec = load_codec(loaded, settings.vae, device=device)
         if npz and codec is None:
             raise DitkitError("--npz needs decoded images; drop --vae none")
-        steps = DEFAULT_STEPS.get(settings.sampler) if settings.steps is None else settings.steps
+        steps = get_sampler(settings.sampler).default_steps if settings.steps is None else settings.steps
         request = dict(labels=settings.classes, num_samples=settings.num_samples, codec=codec,
                        sampler=settings.sampler, steps=steps, cfg_scale=settings.cfg_scale,
                        guided_channels=settings.guided_channels, seed=settings.seed, batch_size=batch_size,

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..diffusion.samplers import DEFAULT_STEPS  # ddpm 250, ddim 50, dpm++ 20: one place for the defaults
+from ..diffusion import SAMPLERS, DiffusionConfig, get_sampler, run_sampler
+from ..diffusion.noise import sample_seed
 from ..errors import DitkitError
-
-SAMPLERS = tuple(DEFAULT_STEPS)
 
 
 @dataclass
@@ -36,15 +35,6 @@ class GeneratedSamples:
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """A 64-bit seed for sample ``index`` of a run seeded with ``seed``.
-
-    numpy's SeedSequence hashes the pair so neighbouring (seed, index) pairs give independent streams.
-    """
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)
-    return int(state[0])
 
 
 def sample_generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
@@ -95,14 +85,8 @@ def resolve_labels(num_classes: int, labels: Sequence[int] | None, num_samples: 
 def make_sampling_diffusion(sampler: str, steps: int | None, diffusion_config: dict | None, *,
                             learn_sigma: bool):
     """The respaced process ``sampler`` runs on, built from the checkpoint's diffusion settings."""
-    from ..diffusion import create_diffusion, respacing_for
-
-    if sampler not in DEFAULT_STEPS:
-        raise DitkitError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    steps = DEFAULT_STEPS[sampler] if steps is None else int(steps)
-    config = effective_diffusion_config(diffusion_config, learn_sigma=learn_sigma)
-    respacing = respacing_for(sampler, steps, config["diffusion_steps"])  # refuses steps outside 1..total
-    return create_diffusion(respacing, **config)
+    config = DiffusionConfig.from_dict(effective_diffusion_config(diffusion_config, learn_sigma=learn_sigma))
+    return get_sampler(sampler).process(steps, config)  # refuses steps outside 1..total
 
 
 def effective_diffusion_config(diffusion_config: dict | None, *, learn_sigma: bool) -> dict:
@@ -191,7 +175,6 @@ def generate_batches(model, *, labels=None, num_samples=None, codec=None, sample
 def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, sampler, cfg_scale, guided_channels, seed,
              batch_size, progress, eta, clip_denoised, device, pad_batches) -> Iterator[GeneratedSamples]:
     from ..diffusion.guidance import cfg_denoiser
-    from ..diffusion.samplers import ddim_sample, ddpm_sample, dpm_solver_pp_sample
 
     config, diffusion, all_labels = model.config, plan.diffusion, plan.labels
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -219,14 +202,8 @@ def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, sampler, c
                 y = torch.tensor(batch_labels + batch_labels[:1] * padding, dtype=torch.long, device=device)
             denoiser = cfg_denoiser(model, y, cfg_scale, guided_channels=guided_channels)
             with torch.no_grad():
-                if sampler == "ddpm":
-                    latents = ddpm_sample(denoiser, diffusion, noise, clip_denoised=clip_denoised,
-                                          noise_sampler=noise_sampler)
-                elif sampler == "ddim":
-                    latents = ddim_sample(denoiser, diffusion, noise, eta=eta, clip_denoised=clip_denoised,
-                                          noise_sampler=noise_sampler)
-                else:
-                    latents = dpm_solver_pp_sample(denoiser, diffusion, noise, clip_denoised=clip_denoised)
+                options = {"clip_denoised": clip_denoised, **({"eta": eta} if sampler == "ddim" else {})}
+                latents = run_sampler(sampler, denoiser, diffusion, noise, noise_sampler=noise_sampler, **options)
                 latents = latents[:len(batch_indices)]
                 images = None if codec is None else to_uint8_images(codec.decode(latents))
             bar.update(len(batch_indices))

@@ -1,0 +1,89 @@
+"""THE sampler registry: name → function, default step count, step spacing and accepted options.
+
+The pipeline, the CLI (``--sampler`` choices, ``--steps`` help) and ``sample()`` all read this table;
+a new sampler is one file with a function of the common signature (see ``samplers.py``) plus one line
+here. Functions are named by ``"module:function"`` inside ``ditkit.diffusion`` and imported on use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import DitkitError
+from .gaussian import DiffusionConfig, GaussianDiffusion, create_diffusion
+from .schedules import has_ddim_stride
+
+COMMON_KEYWORDS = ("generator", "noise_sampler", "progress")  # every sampler takes these
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How to run one sampler."""
+
+    target: str  # "module:function" in ditkit.diffusion
+    default_steps: int
+    spacing: str  # "uniform" (evenly strided), "ddim" (integer stride when one fits), "logsnr"
+    options: tuple[str, ...] = ("clip_denoised",)  # its own keywords besides COMMON_KEYWORDS
+    about: str = ""
+
+    @property
+    def function(self):
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+    def respacing(self, steps: int, diffusion_steps: int = 1000) -> str:
+        """The respacing string for ``steps`` steps of a ``diffusion_steps``-step process."""
+        if not 1 <= steps <= diffusion_steps:
+            raise DitkitError(f"steps must be between 1 and {diffusion_steps}, got {steps}")
+        if self.spacing == "logsnr" and steps >= 2:
+            return f"logsnr{steps}"
+        if self.spacing == "ddim" and has_ddim_stride(diffusion_steps, steps):
+            return f"ddim{steps}"
+        return str(steps)
+
+    def process(self, steps: int | None = None, config: DiffusionConfig | None = None) -> GaussianDiffusion:
+        """The respaced process this sampler runs on (``steps`` None: its default)."""
+        config = config or DiffusionConfig()
+        steps = self.default_steps if steps is None else int(steps)
+        return create_diffusion(self.respacing(steps, config.diffusion_steps), noise_schedule=config.noise_schedule,
+                                learn_sigma=config.learn_sigma, diffusion_steps=config.diffusion_steps)
+
+    def check_options(self, name: str, options: dict) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            accepted = ", ".join(self.options) or "none"
+            raise DitkitError(f"the {name} sampler has no option {unknown[0]!r} (its options: {accepted})")
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec("samplers:ddpm_sample", 250, "uniform", about="ancestral, the paper's"),
+    "ddim": SamplerSpec("samplers:ddim_sample", 50, "ddim", ("eta", "clip_denoised"), "deterministic at eta 0"),
+    "dpm++": SamplerSpec("samplers:dpm_solver_pp_sample", 20, "logsnr", about="DPM-Solver++ 2M, fewest steps"),
+}
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise DitkitError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
+
+
+def run_sampler(name: str, denoiser, process: GaussianDiffusion, x_T, *, generator=None, noise_sampler=None,
+                progress: bool = False, **options):
+    """Run sampler ``name`` on ``process`` from ``x_T``; options it does not take are a DitkitError."""
+    spec = get_sampler(name)
+    spec.check_options(name, options)
+    return spec.function(denoiser, process, x_T, generator=generator, noise_sampler=noise_sampler,
+                         progress=progress, **options)
+
+
+def sample(denoiser, x_T, *, sampler: str = "ddpm", steps: int | None = None, config: DiffusionConfig | None = None,
+           generator: torch.Generator | None = None, noise_sampler=None, progress: bool = False, **options):
+    """Build the process ``sampler`` prefers for ``steps`` (default: the registry's) and run it."""
+    process = get_sampler(sampler).process(steps, config)
+    return run_sampler(sampler, denoiser, process, x_T, generator=generator, noise_sampler=noise_sampler,
+                       progress=progress, **options)
