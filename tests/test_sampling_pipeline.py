@@ -37,7 +37,7 @@ def run(model, codec, **kwargs):
     return generate(model, codec=codec, **kwargs)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++", "heun"])
 def test_same_seed_same_images_and_seed_matters(model, pixels, sampler):
     a = run(model, pixels, num_samples=5, sampler=sampler, seed=3)
     b = run(model, pixels, num_samples=5, sampler=sampler, seed=3)

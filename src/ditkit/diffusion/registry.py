@@ -62,6 +62,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ddpm": SamplerSpec("samplers:ddpm_sample", 250, "uniform", about="ancestral, the paper's"),
     "ddim": SamplerSpec("samplers:ddim_sample", 50, "ddim", ("eta", "clip_denoised"), "deterministic at eta 0"),
     "dpm++": SamplerSpec("samplers:dpm_solver_pp_sample", 20, "logsnr", about="DPM-Solver++ 2M, fewest steps"),
+    "heun": SamplerSpec("heun:heun_sample", 25, "logsnr", about="Heun's 2nd-order ODE solver (EDM), 2 calls a step"),
 }
 
 
