@@ -69,11 +69,12 @@ def folder(tmp_path_factory):
     return make_folder(tmp_path_factory.mktemp("data"))
 
 
-@pytest.mark.parametrize("split_at", [2, 3])  # mid-epoch and exactly at an epoch end
-def test_resume_is_bit_identical(folder, tmp_path, split_at):
-    straight = train(config(folder, tmp_path / "a", max_steps=5, ckpt_every=5))
-    train(config(folder, tmp_path / "b", max_steps=split_at, ckpt_every=split_at))
-    resumed = train(config(folder, tmp_path / "b", max_steps=5, ckpt_every=5, resume="latest"))
+@pytest.mark.parametrize("split_at, precision", [(2, "fp32"), (3, "fp32"), (2, "bf16"), (3, "auto")])
+def test_resume_is_bit_identical(folder, tmp_path, split_at, precision):
+    """Split mid-epoch (2) and exactly at an epoch end (3), in fp32, bf16 autocast and the default."""
+    straight = train(config(folder, tmp_path / "a", max_steps=5, ckpt_every=5, precision=precision))
+    train(config(folder, tmp_path / "b", max_steps=split_at, ckpt_every=split_at, precision=precision))
+    resumed = train(config(folder, tmp_path / "b", max_steps=5, ckpt_every=5, resume="latest", precision=precision))
     assert straight["step"] == resumed["step"] == 5
     raw_a, ema_a = weights(straight["checkpoint"])
     raw_b, ema_b = weights(resumed["checkpoint"])

@@ -1,4 +1,10 @@
-"""Every knob of a training run, in one dataclass (written to the run folder as resolved JSON)."""
+"""Every knob of a training run, in one dataclass (written to the run folder as resolved JSON).
+
+Each field carries its command-line help in its metadata; ``ditkit train`` builds its flags from these
+fields (``cli/train.py``), so a default is written once, here, and every flag lands in ``train_config.json``.
+Metadata keys: ``help``; optional ``group`` (help section), ``flag`` (another flag name), ``choices``,
+``metavar``, ``cli`` (False: not a flag).
+"""
 
 from __future__ import annotations
 
@@ -7,64 +13,83 @@ from typing import Any
 
 from ..errors import DitkitError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def knob(default, help: str, **meta):
+    """A TrainConfig field with its command-line help (and optional flag settings) in the metadata."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=dict(meta, help=help))
+    return field(default=default, metadata=dict(meta, help=help))
 
 
 @dataclass
 class TrainConfig:
     # -- data
-    data: str = "mnist"                 # image folder, latent cache, "mnist" or "shapes"
-    image_size: int | None = None       # pixels; None = 32 for mnist/shapes, 256 for folders
-    vae: str = "none"                   # "none" = pixel space; else a VAE id/path (see ditkit.codecs)
-    latent_cache: str | None = None     # folder: encode the data once there (if missing) and train from it
-    flip: bool | None = None            # None = the dataset's default (off for digits)
-    strict: bool = False                # corrupt images are an error instead of being skipped
-    num_workers: int = 0
-    # -- model
-    model: str = "DiT-S/2"              # preset name or a config.json (ours or a DiT config dict)
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. depth, hidden_size, num_heads
-    init_from: str | None = None        # finetune: our checkpoint folder or an official .pt
+    data: str = knob("mnist", "an image folder (class subfolders → conditional, flat → unconditional), a "
+                     "latent-cache folder, or a bundled dataset: mnist, shapes", group="data")
+    image_size: int | None = knob(None, "training resolution in pixels (default 32 for mnist/shapes, 256 for "
+                                  "folders)", group="data")
+    vae: str = knob("none", "'none' for pixel space, or a VAE: ema, mse, a hub id or a local AutoencoderKL "
+                    "folder", group="data")
+    latent_cache: str | None = knob(None, "encode the data once into DIR (with flipped copies) and train from "
+                                    "the cache", group="data", metavar="DIR")
+    flip: bool | None = knob(None, "random horizontal flips (default: off for mnist, on otherwise)", group="data")
+    strict: bool = knob(False, "stop on unreadable images instead of skipping them", group="data")
+    num_workers: int = knob(0, "DataLoader worker processes per rank", group="data")
+    # -- model (--depth, --hidden-size, ... fill model_overrides; see cli/train.py)
+    model: str = knob("DiT-S/2", "preset name (DiT-S/2 ... DiT-XL/8) or a model config.json", group="model")
+    model_overrides: dict[str, Any] = knob({}, "DiTConfig fields that override the preset", cli=False)
+    init_from: str | None = knob(None, "finetune from our checkpoint folder or an official .pt (a different "
+                                 "class count resizes the label table)", group="model", metavar="CKPT")
     # -- recipe (the paper's defaults)
-    max_steps: int = 1000
-    global_batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    ema_decay: float = 0.9999
-    ema_warmup: bool = False            # decay_t = min(decay, (1+t)/(10+t)): for short runs
-    max_grad_norm: float | None = None  # the paper does not clip
-    diffusion_steps: int = 1000
-    noise_schedule: str = "linear"
-    seed: int = 0
+    max_steps: int = knob(1000, "optimizer steps to train to", group="recipe")
+    global_batch_size: int = knob(256, "images per step over all processes, as in the paper", group="recipe")
+    lr: float = knob(1e-4, "AdamW learning rate, constant", group="recipe")
+    weight_decay: float = knob(0.0, "AdamW weight decay", group="recipe")
+    ema_decay: float = knob(0.9999, "EMA decay", group="recipe")
+    ema_warmup: bool = knob(False, "EMA warm-up min(decay, (1+t)/(10+t)) for short runs", group="recipe")
+    max_grad_norm: float | None = knob(None, "clip gradients to this norm (default: off; the paper does not "
+                                       "clip)", group="recipe")
+    diffusion_steps: int = knob(1000, "steps of the training diffusion process", group="recipe")
+    noise_schedule: str = knob("linear", "beta schedule", group="recipe", choices=("linear", "cosine"))
+    seed: int = knob(0, "global seed", group="recipe")
     # -- speed and memory
-    precision: str = "fp32"
-    grad_checkpointing: bool = False
-    compile: bool = False
-    tf32: bool = True
-    fsdp: bool = False
-    threads: int | None = None          # torch CPU threads per process (None: cores / local ranks)
-    device: str | None = None           # None: cuda if available else cpu
+    precision: str = knob("auto", "auto (bf16 where the hardware does it natively: CUDA with bf16, or a CPU "
+                          "with AVX512-BF16/AMX; fp32 elsewhere), fp32, bf16 autocast, or fp16 autocast with a "
+                          "grad scaler (GPU)", group="speed and memory", choices=PRECISIONS)
+    grad_checkpointing: bool = knob(False, "recompute blocks in backward to save memory", group="speed and memory")
+    compile: bool = knob(False, "torch.compile the model", group="speed and memory")
+    tf32: bool = knob(True, "disable TF32 matmuls on Ampere+ GPUs", group="speed and memory")
+    fsdp: bool = knob(False, "shard the model with FSDP (under torchrun)", group="speed and memory")
+    threads: int | None = knob(None, "torch CPU threads per process (default: torch's, split between local "
+                               "processes under torchrun)", group="speed and memory")
+    device: str | None = knob(None, "cpu or cuda (default: cuda if available)", group="speed and memory")
     # -- outputs
-    out: str = "runs/train"
-    resume: str | None = None           # "latest" or a checkpoint folder
-    ckpt_every: int = 1000
-    keep_last: int = 3                  # 0 keeps every checkpoint
-    log_every: int = 10
-    sample_every: int = 1000            # 0 = never
-    sample_count: int = 16
-    sample_steps: int = 50              # DDIM steps for the progress grids
-    sample_cfg: float = 4.0
-    tensorboard: bool = False
-    progress: bool = True
+    out: str = knob("runs/train", "run folder", group="outputs")
+    resume: str | None = knob(None, "continue from the newest checkpoint in --out, or from a checkpoint folder",
+                              group="outputs", metavar="latest|PATH")
+    ckpt_every: int = knob(1000, "checkpoint every N steps (and at the end)", group="outputs")
+    keep_last: int = knob(3, "keep the newest K checkpoints (0 keeps all)", group="outputs")
+    log_every: int = knob(10, "write a metrics.jsonl line every N steps", group="outputs")
+    sample_every: int = knob(1000, "EMA sample grid every N steps (0: never)", group="outputs")
+    sample_count: int = knob(16, "images per sample grid (fixed seed and classes)", group="outputs")
+    sample_steps: int = knob(50, "DDIM steps for sample grids", group="outputs")
+    sample_cfg: float = knob(4.0, "guidance scale for sample grids", group="outputs")
+    fid_every: int = knob(0, "compute FID of the EMA every N steps (0: never)", group="outputs")
+    fid_samples: int = knob(1000, "samples per periodic FID", group="outputs")
+    tensorboard: bool = knob(False, "also log to TensorBoard (needs tensorboard)", group="outputs")
+    progress: bool = knob(True, "no progress bar", group="outputs")
 
     def __post_init__(self):
         problems = []
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("max_steps", "global_batch_size", "ckpt_every", "log_every", "sample_count",
-                     "sample_steps", "diffusion_steps"):
+                     "sample_steps", "diffusion_steps", "fid_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("keep_last", "sample_every", "num_workers"):
+        for name in ("keep_last", "sample_every", "num_workers", "fid_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not self.lr > 0:

@@ -24,7 +24,11 @@ def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
 
 @torch.no_grad()
 def update_ema(ema_params: list[torch.Tensor], model_params: list[torch.Tensor], decay: float) -> None:
-    """ema ← decay·ema + (1 − decay)·param, over matching parameter lists (buffers are fixed in DiT)."""
-    src = [p.detach().float() for p in model_params]
+    """ema ← decay·ema + (1 − decay)·param, over matching parameter lists (buffers are fixed in DiT).
+
+    Two foreach kernels over all parameters (not a Python loop of 2 per tensor); the parameters are
+    fp32 (autocast keeps master weights fp32), so no copy is made for ``src``.
+    """
+    src = [p.detach() if p.dtype == torch.float32 else p.detach().float() for p in model_params]
     torch._foreach_mul_(ema_params, decay)
     torch._foreach_add_(ema_params, src, alpha=1.0 - decay)

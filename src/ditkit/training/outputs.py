@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import torch
 
 from ..errors import DitkitError
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+from ..fileio import atomic_path, atomic_write_text
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -105,11 +98,9 @@ def plot_curves(metrics_path: str, png_path: str) -> None:
         axes[0][k].set_title(key)
         axes[0][k].set_xlabel("step")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(png_path) or ".", prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(png_path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, png_path)
 
 
 @torch.no_grad()

@@ -1,14 +1,14 @@
-"""Training checkpoints: a folder that is both a ditkit pretrained model and a resumable state.
+"""The training state — model, EMA, optimizer, step, data position, RNG streams — saved and restored as one.
 
 ``checkpoints/step-0000100/`` holds
   - ``config.json`` + ``model.safetensors`` — the EMA weights in our pretrained format (sample from it
-    with ``ditkit sample --ckpt``, load it with ``ditkit.load_model``);
+    with ``ditkit sample --checkpoint``, load it with ``ditkit.load_model``);
   - ``train_model.safetensors`` — the raw (non-EMA) weights;
   - ``optimizer.pt`` — the optimizer state dict (tensors and numbers only; loaded with weights_only);
   - ``rng_states.pt`` — torch / CUDA / numpy / Python RNG state of every rank;
   - ``training_state.json`` — step, data position, world size, the resolved config, ditkit version.
-It is written into a hidden temp folder and renamed into place; ``training_state.json`` is written
-last, so a folder without it is never taken for a checkpoint.
+The folder is written whole beside its final name and renamed into place (``ditkit.fileio.atomic_dir``),
+so a crash never leaves a half-written checkpoint under a ``step-*`` name.
 """
 
 from __future__ import annotations
@@ -18,14 +18,18 @@ import os
 import random
 import re
 import shutil
-import tempfile
+import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..checkpoints import save_pretrained
+from ..distributed import Dist
 from ..errors import DitkitError
+from ..fileio import atomic_dir
 from ..version import __version__
 
 STATE_FILE = "training_state.json"
@@ -58,28 +62,8 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-# -- the pretrained half (reuses ditkit.checkpoints when it exists)
-
-def _contiguous_state(model_or_state) -> dict[str, torch.Tensor]:
-    sd = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
-    return {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
-            for k, v in sd.items()}
-
-
-def write_pretrained(model, path: str, *, diffusion: dict, codec: dict, class_names, extra: dict) -> None:
-    """``config.json`` + ``model.safetensors`` in the team's pretrained format."""
-    try:
-        from ..checkpoints import save_pretrained
-    except ImportError:
-        save_pretrained = None
-    if save_pretrained is not None:
-        save_pretrained(model, path, diffusion=diffusion, codec=codec, class_names=class_names, extra=extra)
-        return
-    save_file(_contiguous_state(model), os.path.join(path, "model.safetensors"))
-    config = {"format": "ditkit", "ditkit_version": __version__, "model": model.config.to_dict(),
-              "diffusion": diffusion, "codec": codec, "class_names": class_names, "extra": extra}
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+def _cpu_state(state: dict) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def _test_pause(step: int) -> None:
@@ -92,32 +76,92 @@ def _test_pause(step: int) -> None:
             time.sleep(float(seconds))
 
 
-def save_checkpoint(checkpoint_dir: str, step: int, *, ema_model, model_state: dict, optimizer_state: dict,
-                    rng_states: list[dict], state: dict, diffusion: dict, codec: dict, class_names,
-                    keep_last: int) -> str:
-    """Write ``step-XXXXXXX`` atomically; prune to the newest ``keep_last`` (0 = keep all)."""
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    final = os.path.join(checkpoint_dir, f"step-{step:07d}")
-    tmp = tempfile.mkdtemp(prefix=f".step-{step:07d}-", dir=checkpoint_dir)
-    try:
-        write_pretrained(ema_model, tmp, diffusion=diffusion, codec=codec, class_names=class_names,
-                         extra={"training_step": step, "weights": "ema", "train_config": state["config"]})
-        save_file(_contiguous_state(model_state), os.path.join(tmp, "train_model.safetensors"))
-        _test_pause(step)
-        torch.save(optimizer_state, os.path.join(tmp, "optimizer.pt"))
-        torch.save(rng_states, os.path.join(tmp, "rng_states.pt"))
-        with open(os.path.join(tmp, STATE_FILE), "w") as f:
-            json.dump(dict(state, step=step, ditkit_version=__version__), f, indent=2)
-        if os.path.exists(final):  # re-reaching a step after resuming from an older checkpoint
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if keep_last > 0:
-        for old in list_checkpoints(checkpoint_dir)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
+@dataclass
+class TrainState:
+    """Everything a run continues from. ``save`` writes it as one checkpoint folder, ``load`` restores it.
+
+    ``model`` is the bare DiT, ``net`` what the step calls (the model or its DDP / FSDP / compiled wrapper);
+    ``meta`` holds the run's constants stored with every checkpoint (config, model config, diffusion, codec,
+    class names). ``epoch``/``batch_in_epoch`` are the data position: the next batch to train on.
+    """
+
+    model: torch.nn.Module
+    net: torch.nn.Module
+    ema: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None = None
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    meta: dict = field(default_factory=dict)
+    fsdp: bool = False
+
+    # -- saving: every rank gathers, rank 0 writes
+    def save(self, checkpoint_dir: str, d: Dist, keep_last: int = 0) -> str:
+        """Write ``checkpoint_dir/step-XXXXXXX`` atomically; prune to the newest ``keep_last`` (0 keeps all)."""
+        rng_states = d.all_gather_object(capture_rng_state())
+        model_state, optimizer_state = self._full_states()
+        path = None
+        if d.is_main:
+            path = os.path.join(checkpoint_dir, f"step-{self.step:07d}")
+            with atomic_dir(path) as tmp:
+                self._write(str(tmp), model_state, optimizer_state, rng_states, d.world_size)
+            if keep_last > 0:
+                for old in list_checkpoints(checkpoint_dir)[:-keep_last]:
+                    shutil.rmtree(old, ignore_errors=True)
+        d.barrier()
+        return d.broadcast_object(path)
+
+    def _full_states(self) -> tuple[dict, dict]:
+        if not self.fsdp:
+            return self.model.state_dict(), self.optimizer.state_dict()
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with FSDP.summon_full_params(self.net, writeback=False):  # the full weights exist only in this block
+            model_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return model_state, FSDP.optim_state_dict(self.net, self.optimizer)
+
+    def _write(self, folder: str, model_state: dict, optimizer_state: dict, rng_states: list, world_size: int):
+        m = self.meta
+        save_pretrained(self.ema, folder, diffusion=m["diffusion"], codec=m["codec"], class_names=m["class_names"],
+                        extra={"training_step": self.step, "weights": "ema", "train_config": m["config"]})
+        save_file(_cpu_state(model_state), os.path.join(folder, "train_model.safetensors"))
+        _test_pause(self.step)
+        torch.save(optimizer_state, os.path.join(folder, "optimizer.pt"))
+        torch.save(rng_states, os.path.join(folder, "rng_states.pt"))
+        record = {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "world_size": world_size,
+                  "global_batch_size": m["config"]["global_batch_size"], "config": m["config"],
+                  "model_config": m["model_config"], "step": self.step, "ditkit_version": __version__}
+        if self.scaler is not None:
+            record["scaler"] = self.scaler.state_dict()
+        with open(os.path.join(folder, STATE_FILE), "w") as f:  # last: its presence marks a complete folder
+            json.dump(record, f, indent=2)
+
+    # -- loading
+    def load(self, checkpoint: dict, d: Dist) -> None:
+        """Restore everything from :func:`load_checkpoint`'s result. The RNG streams come back only when the
+        world size matches (else the run goes on, noted, but is not bit-identical)."""
+        st = checkpoint["state"]
+        if st["global_batch_size"] != self.meta["config"]["global_batch_size"]:
+            raise DitkitError(f"cannot resume with --global-batch-size {self.meta['config']['global_batch_size']}: "
+                              f"the checkpoint was trained with {st['global_batch_size']}")
+        if not self.fsdp:  # FSDP flattens parameters when it wraps: build_state loaded them before that
+            self.model.load_state_dict(checkpoint["model"])
+        self.ema.load_state_dict(checkpoint["ema"])
+        optimizer_state = checkpoint["optimizer"]
+        if self.fsdp:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            optimizer_state = FSDP.optim_state_dict_to_load(self.net, self.optimizer, optimizer_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        if self.scaler is not None and "scaler" in st:
+            self.scaler.load_state_dict(st["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        if st["world_size"] == d.world_size:
+            restore_rng_state(checkpoint["rng"][d.rank])
+        elif d.is_main:
+            print(f"ditkit train: note: resuming on {d.world_size} processes from a run on {st['world_size']}; "
+                  "the data order and random streams are re-derived, so it is not bit-identical", file=sys.stderr)
 
 
 def list_checkpoints(checkpoint_dir: str) -> list[str]:
@@ -146,11 +190,12 @@ def resolve_resume(resume: str, run_dir: str) -> str:
 
 
 def load_checkpoint(path: str) -> dict:
-    """Everything needed to continue: weights, EMA, optimizer, RNG states, step and data position."""
+    """A training checkpoint's contents: ``state`` (the JSON record), ``model``, ``ema``, ``optimizer``, ``rng``."""
     try:
         with open(os.path.join(path, STATE_FILE)) as f:
             state = json.load(f)
         return {
+            "path": path,
             "state": state,
             "model": load_file(os.path.join(path, "train_model.safetensors")),
             "ema": load_file(os.path.join(path, "model.safetensors")),

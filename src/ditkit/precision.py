@@ -1,0 +1,43 @@
+"""Which precision fits the machine: ``auto`` resolves to bf16 where the hardware does bf16 natively.
+
+A CPU without native bf16 (AVX2 only) emulates bf16 matmuls and runs bf16 autocast about 10× slower than
+fp32, while one with AVX512-BF16 / AMX runs it faster; CUDA GPUs from Ampere on do bf16 in hardware.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The feature flags of the first CPU in ``/proc/cpuinfo`` (empty where there is no such file)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """True where bf16 matmuls run in hardware on ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``auto`` → ``bf16`` where :func:`native_bf16`, else ``fp32``; any other value is returned as is."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
