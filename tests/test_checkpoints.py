@@ -202,7 +202,7 @@ def test_a_failed_save_leaves_the_existing_checkpoint_intact(tmp_path, monkeypat
         Path(filename).write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoints, "save_file", disk_full)
+    monkeypatch.setattr(checkpoints.format, "save_file", disk_full)
     with pytest.raises(OSError):
         save_pretrained(_tiny_model(seed=2), path)
     monkeypatch.undo()

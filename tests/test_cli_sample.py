@@ -208,7 +208,7 @@ def test_resume_skips_existing_samples_and_refuses_other_settings(capsys, tmp_pa
 
 
 def test_default_checkpoint(capsys, tmp_path, monkeypatch, pixel_ckpt):
-    import ditkit.checkpoints as checkpoints
+    import ditkit.checkpoints.bundled as checkpoints  # where the folder is looked up
 
     bundled = tmp_path / "bundled"
     bundled.mkdir()
@@ -223,7 +223,7 @@ def test_default_checkpoint(capsys, tmp_path, monkeypatch, pixel_ckpt):
 
 def test_bundled_models_by_name(capsys, tmp_path, monkeypatch, pixel_ckpt):
     """Every bundled model answers to its folder name, wherever a checkpoint path is taken."""
-    import ditkit.checkpoints as checkpoints
+    import ditkit.checkpoints.bundled as checkpoints  # where the folder is looked up
 
     monkeypatch.setattr(checkpoints, "BUNDLED_MODELS_DIR", tmp_path / "bundled")
     shutil.copytree(pixel_ckpt, tmp_path / "bundled" / "shapes-dit")

@@ -212,25 +212,21 @@ def cache_dir() -> str:
 
 
 def _download(url: str, dest: str) -> None:
-    """Fetch ``url`` to ``dest`` through a temporary file, checking the SHA-256 prefix in the file name
-    (torch.hub convention, which the pytorch-fid release follows)."""
-    from ..checkpoints import _fetch  # the project's one downloader (progress bar, clear errors)
+    """Fetch ``url`` to ``dest`` with the project's one downloader, checking the SHA-256 prefix in the file
+    name (torch.hub convention, which the pytorch-fid release follows)."""
+    from ..checkpoints import download_file
 
     expected_prefix = os.path.basename(dest).rsplit("-", 1)[-1].split(".")[0]
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = f"{dest}.part{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            _fetch(url, f, progress=True)
+
+    def verify(tmp) -> None:
+        digest = hashlib.sha256()
         with open(tmp, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
-                hashlib.sha256(f.read()).hexdigest()
-        if not digest.startswith(expected_prefix):
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        if not digest.hexdigest().startswith(expected_prefix):
             raise DitkitError(f"the Inception weights downloaded from {url} fail their checksum; try again")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    download_file(url, dest, verify=verify, progress=True)
 
 
 def resolve_inception_weights(path: str | None = None, download: bool = True) -> str:

@@ -1,0 +1,17 @@
+"""The models shipped inside the package; their folder names work wherever a checkpoint path does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .format import CONFIG_NAME
+
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def bundled_models(root: Path | None = None) -> dict[str, Path]:
+    """The models shipped in the package, by name (e.g. ``"mnist-dit"``): folders with a config."""
+    root = Path(root) if root is not None else BUNDLED_MODELS_DIR
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_NAME).is_file()}

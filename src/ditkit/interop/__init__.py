@@ -1,0 +1,1 @@
+"""Bridges to other libraries' checkpoint layouts (today: diffusers' DiT pipeline)."""
