@@ -19,7 +19,8 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import DitkitError
 from .embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_2d_position_embedding
 
-BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context")
+BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context")  # the paper's four (label models)
+TEXT_BLOCKS = ("cross-text",)  # text models: models/text_dit.py
 
 # --------------------------------------------------------------------------------------------
 # Config and the paper's model sizes
@@ -41,11 +42,17 @@ class DiTConfig:
     class_dropout_prob: float = 0.1
     learn_sigma: bool = True
     block: str = "adaln-zero"
+    text_dim: int = 0  # text models (block "cross-text"): the text encoder's state width ...
+    text_len: int = 0  # ... and its token count (0 for label models)
 
     def __post_init__(self):
         problems = []
-        if self.block not in BLOCKS:
-            problems.append(f"block must be one of {', '.join(BLOCKS)}, got {self.block!r}")
+        if (self.block == "cross-text") != (self.text_dim > 0) or (self.text_dim > 0) != (self.text_len > 0):
+            problems.append("block 'cross-text' (and only it) takes text: text_dim and text_len > 0")
+        if self.text_dim > 0 and self.num_classes:
+            problems.append("a text model (block 'cross-text') has no class labels: num_classes must be 0")
+        if self.block not in BLOCKS + TEXT_BLOCKS:
+            problems.append(f"block must be one of {', '.join(BLOCKS + TEXT_BLOCKS)}, got {self.block!r}")
         if self.patch_size < 1 or self.input_size % self.patch_size:
             problems.append(f"input size {self.input_size} is not divisible by patch size {self.patch_size}")
         if self.num_heads < 1 or self.hidden_size % self.num_heads:
@@ -273,6 +280,14 @@ class FinalLayer(nn.Module):
 
 class DiT(nn.Module):
     """Diffusion transformer: (x_t, t, y) -> (N, out_channels, H, W) = [eps | variance interpolation v]."""
+
+    def __new__(cls, config: DiTConfig | None = None, *args, **kwargs):
+        # DiT(config) builds text models too, so every loader (checkpoints, flops) handles them unchanged.
+        # (config is None when copy.deepcopy / pickle rebuild an instance: keep the class as it is.)
+        if cls is DiT and getattr(config, "block", None) == "cross-text":
+            from .text_dit import TextDiT
+            cls = TextDiT
+        return super().__new__(cls)
 
     def __init__(self, config: DiTConfig):
         super().__init__()

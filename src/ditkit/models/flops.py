@@ -47,6 +47,9 @@ def _count_flops_cached(config_items: tuple) -> float:
         x = torch.empty(1, config.in_channels, config.input_size, config.input_size)
         t = torch.zeros(1, dtype=torch.long)
         y = torch.zeros(1, dtype=torch.long) if config.num_classes > 0 else None
+        if config.text_dim:  # a text model attends to all of its text_len tokens
+            from .text_dit import example_text
+            y = example_text(config)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x, t, y)
