@@ -1,0 +1,277 @@
+"""UniDiffuser end to end: images and prompts in, images and captions out, in any of the seven modes.
+
+``UniDiffuser`` bundles the U-ViT with everything around it:
+
+- the image side: a codec (``ditkit.codecs``: SD VAE, or pixels) for the latent ``img`` and an image-semantics
+  encoder (``ditkit.codecs.image_semantics``: CLIP ViT-B/32, or offline ``pooled:G``) for the ``clip_img`` token;
+- the text side: a frozen text encoder (``ditkit.codecs.text``: CLIP ViT-L/14 on the hub path, MiniLM
+  offline; ``chars`` for tiny models) and the caption decoder (``ditkit.models.caption_decoder``), whose learned
+  ``encode_prefix`` reduces the encoder states to the 64-d text tokens and whose language model turns sampled
+  text tokens back into words.
+
+``generate(mode, ...)`` checks the inputs (a mode without its required input, an image of another size or
+channel count — converted with a note — are handled here), samples with the official solver
+(``ditkit.diffusion.unidiffuser``) and decodes. Checkpoints: our folder (``save`` / ``load``) or the official
+``uvit_v1.pth`` + ``caption_decoder.pth`` (``from_official``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoints.unidiffuser import (load_official_uvit, read_caption_decoder_state, read_unidiffuser_folder,
+                                       save_unidiffuser_folder)
+from ..codecs import codec_from_config, make_codec
+from ..codecs.image_semantics import make_image_encoder
+from ..diffusion.unidiffuser import GENERATES, MODES, make_draw, unidiffuser_sample
+from ..errors import DitkitError
+from ..models.caption_decoder import GPT2PrefixDecoder, PrefixDecoder, WordPrefixDecoder
+from ..models.uvit import UViT, UViTConfig, load_uvit_state_dict
+
+__all__ = ["UniDiffuser", "UniOutput", "make_text_encoder", "MODE_INPUTS"]
+
+# What each mode takes from the user: "prompts", "images" or nothing (n samples from scratch).
+MODE_INPUTS = {"t2i": "prompts", "t2i2t": "prompts", "i2t": "images", "i2t2i": "images", "joint": None, "i": None,
+               "t": None}
+
+
+def make_text_encoder(spec, **kwargs):
+    """``chars`` (weightless, for tiny models), else ``ditkit.codecs.text.make_text_codec`` (minilm, clip, ...)."""
+    spec_name = spec.get("spec") if isinstance(spec, dict) else spec
+    if spec_name == "chars":
+        from ..codecs.char_text import CharTextCodec
+
+        max_length = spec.get("max_length", 32) if isinstance(spec, dict) else kwargs.get("max_length") or 32
+        return CharTextCodec(max_length)
+    from ..codecs.text import make_text_codec
+
+    return make_text_codec(spec, **kwargs)
+
+
+def _decoder_from_config(config: dict) -> PrefixDecoder:
+    kind = config.get("type")
+    if kind == "words":
+        return WordPrefixDecoder(config["vocab"], **{k: v for k, v in config.items() if k not in ("type", "vocab")})
+    if kind == "gpt2":
+        return GPT2PrefixDecoder({k: tuple(v) for k, v in config["shapes"].items()})
+    raise DitkitError(f"unknown caption decoder type {kind!r} in the checkpoint (expected 'words' or 'gpt2').")
+
+
+def _decoder_config(decoder: PrefixDecoder) -> dict:
+    if isinstance(decoder, WordPrefixDecoder):
+        return decoder.to_config()
+    return {"type": "gpt2", "shapes": {k: list(v.shape) for k, v in decoder.state_dict().items()}}
+
+
+@dataclass
+class UniOutput:
+    """What a mode produced: images (N,C,H,W) in [-1,1] and/or captions, the raw latents, and notes on inputs."""
+
+    mode: str
+    images: torch.Tensor | None = None
+    captions: list[str] | None = None
+    latents: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class UniDiffuser(nn.Module):
+    """The U-ViT, its caption decoder (learned), and the frozen codec / text and image encoders around them."""
+
+    def __init__(self, uvit: UViT, caption_decoder: PrefixDecoder, *, codec, text_encoder, image_encoder,
+                 image_size: int):
+        super().__init__()
+        self.uvit, self.caption_decoder = uvit, caption_decoder
+        self.codec, self.text_encoder, self.image_encoder = codec, text_encoder, image_encoder
+        self.image_size = int(image_size)
+        self._check_parts()
+
+    def _check_parts(self) -> None:
+        c, problems = self.uvit.config, []
+        latent = self.codec.latent_size(self.image_size)
+        if (c.in_chans, c.img_size) != (self.codec.latent_channels, latent):
+            problems.append(f"the codec gives {self.codec.latent_channels}x{latent}x{latent} latents but the U-ViT "
+                            f"takes {c.in_chans} channels at {c.img_size}x{c.img_size}")
+        if c.num_text_tokens != self.text_encoder.max_length:
+            problems.append(f"the text encoder gives {self.text_encoder.max_length} tokens, the U-ViT takes "
+                            f"{c.num_text_tokens}")
+        if self.caption_decoder.encode_prefix.in_features != self.text_encoder.width:
+            problems.append(f"the caption decoder's prefix takes {self.caption_decoder.encode_prefix.in_features}-d "
+                            f"text states, the text encoder gives {self.text_encoder.width}-d")
+        if self.caption_decoder.text_dim != c.text_dim:
+            problems.append(f"the caption decoder's prefix width is {self.caption_decoder.text_dim}, the U-ViT's text "
+                            f"width {c.text_dim}")
+        if self.image_encoder.dim != c.clip_img_dim:
+            problems.append(f"the image encoder gives {self.image_encoder.dim}-d vectors, the U-ViT takes "
+                            f"{c.clip_img_dim}")
+        if problems:
+            raise DitkitError("the UniDiffuser parts do not fit together: " + "; ".join(problems) + ".")
+
+    # ---- building, saving, loading ----------------------------------------------------------------
+
+    @classmethod
+    def build(cls, *, image_size: int, codec="none", image_channels: int = 3, text_encoder="chars",
+              image_encoder="pooled:4", uvit: dict | None = None, vocab=None, decoder: dict | None = None,
+              seed: int = 0) -> "UniDiffuser":
+        """A freshly initialised model whose U-ViT and decoder sizes fit the chosen encoders and codec."""
+        torch.manual_seed(seed)
+        codec = make_codec(codec, image_channels=image_channels)
+        text = make_text_encoder(text_encoder)
+        images = make_image_encoder(image_encoder, channels=image_channels)
+        fitted = dict(img_size=codec.latent_size(image_size), in_chans=codec.latent_channels,
+                      num_text_tokens=text.max_length, clip_img_dim=images.dim)
+        net = UViT(UViTConfig.from_dict({**UViTConfig().to_dict(), **(uvit or {}), **fitted}))
+        words = WordPrefixDecoder(list(vocab or ("<pad>", "<eos>", "<unk>")), text_width=text.width,
+                                  text_dim=net.config.text_dim, **(decoder or {}))
+        return cls(net, words, codec=codec, text_encoder=text, image_encoder=images, image_size=image_size)
+
+    def config_dict(self) -> dict:
+        return {"uvit": self.uvit.config.to_dict(), "image_size": self.image_size, "codec": self.codec.to_config(),
+                "text_encoder": self.text_encoder.to_config(), "image_encoder": self.image_encoder.to_config(),
+                "caption_decoder": _decoder_config(self.caption_decoder)}
+
+    def save(self, path, *, extra: dict | None = None) -> Path:
+        tensors = {f"uvit.{k}": v for k, v in self.uvit.state_dict().items()}
+        tensors.update({f"caption_decoder.{k}": v for k, v in self.caption_decoder.state_dict().items()})
+        return save_unidiffuser_folder(path, {**self.config_dict(), "extra": dict(extra or {})}, tensors)
+
+    @classmethod
+    def load(cls, path, *, device="cpu") -> "UniDiffuser":
+        config, tensors = read_unidiffuser_folder(path)
+        try:
+            net = UViT(UViTConfig.from_dict(config["uvit"]))
+            decoder = _decoder_from_config(config["caption_decoder"])
+            channels = config["codec"].get("channels", 3) if config["codec"].get("type") == "pixel" else 3
+            parts = dict(codec=codec_from_config(config["codec"]), text_encoder=make_text_encoder(config["text_encoder"]),
+                         image_encoder=make_image_encoder(config["image_encoder"], channels=channels),
+                         image_size=config["image_size"])
+        except KeyError as exc:
+            raise DitkitError(f"{path}: the UniDiffuser config lacks {exc.args[0]!r}.") from None
+        load_uvit_state_dict(net, _part(tensors, "uvit."), source=str(path))
+        _load_decoder(decoder, _part(tensors, "caption_decoder."), str(path))
+        return cls(net, decoder, **parts).to(device).eval()
+
+    @classmethod
+    def from_official(cls, uvit_path, caption_decoder_path, *, vae="stabilityai/sd-vae-ft-mse", text_encoder="clip",
+                      image_encoder="clip", image_size: int = 512, num_heads: int | None = None) -> "UniDiffuser":
+        """The released v1: ``uvit_v1.pth`` (config from its shapes) and ``caption_decoder.pth`` (GPT-2 prefix)."""
+        net = load_official_uvit(uvit_path, num_heads=num_heads)
+        state = read_caption_decoder_state(caption_decoder_path, net.config.text_dim)
+        decoder = GPT2PrefixDecoder({k: tuple(v.shape) for k, v in state.items()})
+        _load_decoder(decoder, state, str(caption_decoder_path))
+        return cls(net, decoder, codec=make_codec(vae), text_encoder=make_text_encoder(text_encoder),
+                   image_encoder=make_image_encoder(image_encoder), image_size=image_size).eval()
+
+    # ---- modalities ---------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.uvit.pos_embed.device
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Prompts → text tokens (B, T, text_dim): frozen encoder states through the learned encode_prefix."""
+        states = self.text_encoder.encode(list(prompts)).states.to(self.device)  # (B, T, width)
+        return self.caption_decoder.encode_prefix(states)  # (B, T, text_dim)
+
+    def prepare_images(self, images: torch.Tensor, notes: list[str]) -> torch.Tensor:
+        """(B, C, H, W) in [-1, 1] → the model's channels and square size; every conversion leaves a note."""
+        if images.ndim == 3:
+            images = images[None]
+        want = self.codec.image_channels
+        if images.ndim != 4:
+            raise DitkitError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}.")
+        if images.shape[1] != want:
+            if (images.shape[1], want) == (1, 3):
+                images = images.expand(-1, 3, -1, -1)
+            elif (images.shape[1], want) == (3, 1):
+                images = (images * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(
+                    1, keepdim=True)
+            else:
+                raise DitkitError(f"the model takes {want}-channel images; {images.shape[1]} channels cannot be "
+                                  "converted.")
+            notes.append(f"converted {images.shape[0]} image(s) to {want} channel(s)")
+        h, w = images.shape[-2:]
+        if (h, w) != (self.image_size, self.image_size):
+            side = min(h, w)  # centre-crop to a square, then resize: the model's positions are square
+            top, left = (h - side) // 2, (w - side) // 2
+            images = images[..., top:top + side, left:left + side]
+            images = F.interpolate(images.float(), size=(self.image_size,) * 2, mode="bilinear", antialias=True,
+                                   align_corners=False).clamp(-1, 1)
+            notes.append(f"resized {h}x{w} input image(s) to {self.image_size}x{self.image_size}")
+        return images.float().to(self.device)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor, generator=None) -> dict:
+        return {"img": self.codec.encode(images, generator=generator),  # (B, C, h, w)
+                "clip_img": self.image_encoder.encode(images).to(self.device)}  # (B, 1, Dc)
+
+    @torch.no_grad()
+    def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.codec.decode(latents).clamp(-1, 1)
+
+    @torch.no_grad()
+    def decode_text(self, text: torch.Tensor, beam_size: int = 5) -> list[str]:
+        return self.caption_decoder.generate(text, beam_size=beam_size)
+
+    # ---- generation ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, mode: str, *, n: int | None = None, prompts=None, images=None, steps: int = 50,
+                 scale: float = 7.0, seed: int = 0, draw=None, beam_size: int = 5, callback=None) -> UniOutput:
+        """Run one mode. t2i/t2i2t take ``prompts``, i2t/i2t2i ``images`` ((N,C,H,W) in [-1,1]); joint, i and t
+        take ``n``. A single prompt or image is repeated ``n`` times."""
+        if mode not in MODES:
+            raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(MODES)}.")
+        out = UniOutput(mode)
+        cond, n = self._conditions(mode, n, prompts, images, seed, out.notes)
+        generator = torch.Generator().manual_seed(int(seed))
+        latents = unidiffuser_sample(self.uvit, mode, n, cond=cond, steps=steps, scale=scale,
+                                     draw=draw or make_draw(generator=generator), device=self.device,
+                                     callback=callback)
+        out.latents = latents
+        makes = set(GENERATES.get(mode, ())) | {"i2t2i": {"img"}, "t2i2t": {"text"}}.get(mode, set())
+        if "img" in makes:
+            out.images = self.decode_images(latents["img"]).cpu()
+        if "text" in makes:
+            out.captions = self.decode_text(latents["text"], beam_size)
+        return out
+
+    def _conditions(self, mode, n, prompts, images, seed, notes) -> tuple[dict, int]:
+        needs = MODE_INPUTS[mode]
+        given = {"prompts": prompts is not None, "images": images is not None}
+        if needs and not given[needs]:
+            raise DitkitError(f"mode {mode} needs {needs} (e.g. --{'prompt' if needs == 'prompts' else 'image'}).")
+        extra = [k for k, v in given.items() if v and k != needs]
+        if extra:
+            raise DitkitError(f"mode {mode} takes no {extra[0]}.")
+        if needs is None:
+            if n is None or n < 1:
+                raise DitkitError(f"mode {mode} needs a number of samples n >= 1.")
+            return {}, int(n)
+        if needs == "prompts":
+            prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+            prompts = prompts * int(n) if n and len(prompts) == 1 else prompts
+            if not prompts:
+                raise DitkitError(f"mode {mode} needs at least one prompt.")
+            return {"text": self.encode_prompts(prompts)}, len(prompts)
+        images = self.prepare_images(torch.as_tensor(images), notes)
+        if n and images.shape[0] == 1:
+            images = images.expand(int(n), -1, -1, -1)
+        return self.encode_images(images, torch.Generator().manual_seed(int(seed) + 1)), images.shape[0]
+
+
+def _part(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _load_decoder(decoder: nn.Module, state: dict, source: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in decoder.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        wrong = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k] != got[k]]
+        raise DitkitError(f"{source}: the caption decoder weights do not fit its config (e.g. {wrong[0]}).")
+    decoder.load_state_dict(state, strict=True)
