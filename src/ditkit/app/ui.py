@@ -15,7 +15,8 @@ from ..errors import DitkitError
 from . import explorer, generation, monitor, require_gradio
 from .models import ModelCache, model_choices
 
-CSS = ".pixelated img { image-rendering: pixelated; }"
+# Training grids of small models are tiny: scale them up without blurring.
+CSS = ".pixelated img { image-rendering: pixelated; } #run-grid img { width: 100%; height: 100%; object-fit: contain; }"
 
 
 @dataclass
@@ -55,12 +56,14 @@ def build_app(settings: AppSettings):
     with gr.Blocks(title="ditkit", analytics_enabled=False) as app:
         gr.Markdown("# ditkit — Diffusion Transformers in the browser")
         with gr.Tab("Generate", id="generate"):
-            on_model, inputs, outputs = _generate_tab(gr, settings, cache)
+            model_inputs = _generate_tab(gr, settings, cache)
         with gr.Tab("Train monitor", id="monitor"):
-            _monitor_tab(gr, settings)
+            _monitor_tab(gr, app, settings)
         with gr.Tab("Model explorer", id="explorer"):
             _explorer_tab(gr)
-        app.load(on_model, inputs, outputs)  # show the default model's classes on arrival
+        # On arrival: runs finished since the app started join the list; the default model's classes show.
+        app.load(lambda: gr.update(choices=model_choices(settings.runs_dir)), None, model_inputs["model"])
+        app.load(*model_inputs["on_model"])
     return app
 
 
@@ -107,7 +110,7 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
         sampler = gr.Dropdown(list(SAMPLERS), value="ddim" if "ddim" in SAMPLERS else SAMPLERS[0], label="Sampler")
         steps = gr.Slider(1, 250, value=25, step=1, label="Steps", elem_id="steps")
     with gr.Row():
-        seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+        seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id="seed")
         random_seed = gr.Checkbox(False, label="random seed")
         count = gr.Slider(1, settings.max_images, value=min(8, settings.max_images), step=1,
                           label=f"Images (at most {settings.max_images})", elem_id="num-images")
@@ -136,12 +139,12 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
     inputs = [c["model"], c["path"], c["classes"], c["prompt"], c["negative"], c["mode"], scale, sampler, steps,
               seed, random_seed, count]
     button.click(on_generate, inputs, [gallery, command, files], concurrency_limit=1, concurrency_id="sampling")
-    return c["on_model"]
+    return c
 
 
 # -- Train monitor ----------------------------------------------------------------------------------------
 
-def _monitor_tab(gr, settings: AppSettings) -> None:
+def _monitor_tab(gr, app, settings: AppSettings) -> None:
     runs = [str(p) for p in monitor.find_runs(settings.runs_dir)]
     with gr.Row():
         recent = gr.Dropdown(runs, value=None, label="Recent runs", info=f"under {settings.runs_dir}", scale=2)
@@ -153,7 +156,7 @@ def _monitor_tab(gr, settings: AppSettings) -> None:
     with gr.Row():
         grid = gr.Image(label="Latest EMA sample grid", type="filepath", elem_id="run-grid",
                         elem_classes=["pixelated"], height=300)
-        config = gr.Code(label="train_config.json", language="json", elem_id="run-config")
+        config = gr.Code(label="train_config.json", language="json", elem_id="run-config", max_lines=16)
     timer = gr.Timer(settings.refresh_seconds)
 
     def view(path):
@@ -170,6 +173,7 @@ def _monitor_tab(gr, settings: AppSettings) -> None:
             return [gr.skip()] * 4
 
     outs = [summary, curves, grid, config]
+    app.load(lambda: gr.update(choices=[str(p) for p in monitor.find_runs(settings.runs_dir)]), None, recent)
     recent.change(lambda p: p or gr.skip(), recent, folder)
     show.click(_shown_errors(view), folder, outs, concurrency_id="monitor")
     folder.submit(_shown_errors(view), folder, outs, concurrency_id="monitor")
