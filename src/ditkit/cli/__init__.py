@@ -15,7 +15,7 @@ from ..errors import DitkitError
 from ..version import __version__
 
 # Order is the order shown by ``ditkit --help``.
-_COMMANDS = ("sample", "train", "eval", "flops", "info", "app", "study")
+_COMMANDS = ("sample", "train", "eval", "flops", "info", "app", "study", "uni")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ditkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name == f"{__name__}.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
 
 

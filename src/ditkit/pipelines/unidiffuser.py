@@ -222,8 +222,8 @@ class UniDiffuser(nn.Module):
     @torch.no_grad()
     def generate(self, mode: str, *, n: int | None = None, prompts=None, images=None, steps: int = 50,
                  scale: float = 7.0, seed: int = 0, draw=None, beam_size: int = 5, callback=None) -> UniOutput:
-        """Run one mode. t2i/t2i2t take ``prompts``, i2t/i2t2i ``images`` ((N,C,H,W) in [-1,1]); joint, i and t
-        take ``n``. A single prompt or image is repeated ``n`` times."""
+        """Run one mode. t2i/t2i2t take ``prompts``, i2t/i2t2i ``images`` ((N,C,H,W) in [-1,1]), each repeated
+        ``n`` times (default once); joint, i and t draw ``n`` samples."""
         if mode not in MODES:
             raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(MODES)}.")
         out = UniOutput(mode)
@@ -254,13 +254,12 @@ class UniDiffuser(nn.Module):
             return {}, int(n)
         if needs == "prompts":
             prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-            prompts = prompts * int(n) if n and len(prompts) == 1 else prompts
+            prompts = [p for p in prompts for _ in range(int(n or 1))]  # each prompt n times, in order
             if not prompts:
                 raise DitkitError(f"mode {mode} needs at least one prompt.")
             return {"text": self.encode_prompts(prompts)}, len(prompts)
         images = self.prepare_images(torch.as_tensor(images), notes)
-        if n and images.shape[0] == 1:
-            images = images.expand(int(n), -1, -1, -1)
+        images = images.repeat_interleave(int(n or 1), dim=0)  # each image n times, in order
         return self.encode_images(images, torch.Generator().manual_seed(int(seed) + 1)), images.shape[0]
 
 

@@ -1,0 +1,105 @@
+"""``ditkit uni`` end to end on a tiny randomly initialised UniDiffuser saved in our format by the test."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ditkit.cli import main
+from ditkit.models.caption_decoder import build_vocab
+from ditkit.pipelines.unidiffuser import UniDiffuser
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("uni") / "tiny-uni"
+    UniDiffuser.build(image_size=8, uvit=dict(embed_dim=32, depth=2, num_heads=2, text_dim=8),
+                      text_encoder={"type": "text", "spec": "chars", "max_length": 12}, image_encoder="pooled:2",
+                      vocab=build_vocab(["a red circle", "a blue square on the left"]),
+                      decoder=dict(width=32, depth=1, heads=2), seed=0).save(path)
+    return str(path)
+
+
+@pytest.fixture()
+def image_file(tmp_path):
+    path = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 10, 4), dtype=np.uint8), "RGBA").save(path)
+    return str(path)
+
+
+def _run(capsys, *argv):
+    code = main(["uni", *argv])
+    return code, capsys.readouterr()
+
+
+def test_t2i_writes_images_grid_and_run_json(checkpoint, tmp_path, capsys):
+    out = tmp_path / "t2i"
+    code, cap = _run(capsys, "t2i", "--prompt", "a red circle", "--prompt", "a blue square", "-n", "2",
+                     "--checkpoint", checkpoint, "--steps", "3", "--seed", "7", "--out", str(out))
+    assert code == 0, cap.err
+    assert sorted(p.name for p in out.iterdir()) == ["0000.png", "0001.png", "0002.png", "0003.png", "grid.png",
+                                                     "run.json"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["mode"] == "t2i" and run["seed"] == 7 and run["steps"] == 3 and run["scale"] == 7.0
+    assert run["prompts"] == ["a red circle", "a blue square"] and run["ditkit_version"]
+    assert run["command"].startswith("ditkit ")
+    assert np.asarray(Image.open(out / "0000.png")).shape == (8, 8, 3)
+    again = tmp_path / "again"
+    assert _run(capsys, "t2i", "--prompt", "a red circle", "--prompt", "a blue square", "-n", "2", "--checkpoint",
+                checkpoint, "--steps", "3", "--seed", "7", "--out", str(again))[0] == 0
+    for i in range(4):
+        assert np.array_equal(np.asarray(Image.open(out / f"{i:04d}.png")), np.asarray(Image.open(again / f"{i:04d}.png")))
+
+
+def test_i2t_converts_the_image_with_notes_and_writes_captions(checkpoint, image_file, tmp_path, capsys):
+    out = tmp_path / "i2t"
+    code, cap = _run(capsys, "i2t", "--image", image_file, "--checkpoint", checkpoint, "--steps", "2", "--out", str(out))
+    assert code == 0, cap.err
+    assert "note: x.png: converted RGBA to RGB" in cap.out and "note: resized 12x10 input image(s) to 8x8" in cap.out
+    captions = (out / "captions.txt").read_text().splitlines()
+    assert len(captions) == 1 and captions[0] in cap.out
+    assert json.loads((out / "run.json").read_text())["notes"][0] == "x.png: converted RGBA to RGB"
+
+
+@pytest.mark.parametrize("mode,args,files", [
+    ("joint", ["-n", "3"], {"0000.png", "0002.png", "grid.png", "captions.txt", "run.json"}),
+    ("i", ["-n", "2"], {"0000.png", "0001.png", "grid.png", "run.json"}),
+    ("t", ["-n", "2"], {"captions.txt", "run.json"}),
+    ("t2i2t", ["--prompt", "a red circle"], {"captions.txt", "run.json"}),
+    ("i2t2i", ["--image", "IMAGE"], {"0000.png", "grid.png", "run.json"}),
+])
+def test_other_modes(checkpoint, image_file, tmp_path, capsys, mode, args, files):
+    args = [image_file if a == "IMAGE" else a for a in args]
+    out = tmp_path / mode
+    code, cap = _run(capsys, mode, *args, "--checkpoint", checkpoint, "--steps", "2", "--out", str(out))
+    assert code == 0, cap.err
+    assert files <= {p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["t2i"], "mode t2i needs prompts"),
+    (["i2t", "--prompt", "x"], "mode i2t needs images"),
+    (["joint", "--image", "IMAGE"], "mode joint takes no images"),
+    (["joint", "--steps", "0"], "must be at least 1"),
+    (["i2t", "--image", "missing.png"], "cannot read the image"),
+    (["joint", "--uvit", "BAD"], "needs both --uvit and --caption-decoder"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_output(checkpoint, image_file, tmp_path, capsys, args, message):
+    args = [image_file if a == "IMAGE" else a for a in args]
+    out = tmp_path / "out"
+    code, cap = _run(capsys, *args, "--checkpoint", checkpoint, "--out", str(out))
+    assert code == 2
+    assert message in cap.err and len(cap.err.strip().splitlines()) == 1 and "Traceback" not in cap.err
+    assert not out.exists()
+
+
+def test_official_files_of_the_wrong_shape_are_one_error(tmp_path, capsys):
+    bad = {"patch_embed.proj.weight": torch.zeros(8, 4, 2, 2), "pos_embed": torch.zeros(1, 5, 8)}
+    torch.save(bad, tmp_path / "uvit.pth")
+    torch.save({"x": torch.zeros(1)}, tmp_path / "caption_decoder.pth")
+    code, cap = _run(capsys, "joint", "--uvit", str(tmp_path / "uvit.pth"), "--caption-decoder",
+                     str(tmp_path / "caption_decoder.pth"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "does not fit" in cap.err and len(cap.err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
