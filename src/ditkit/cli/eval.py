@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -36,6 +35,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..errors import DitkitError
     from ..evaluation import evaluate, format_report
+    from ..fileio import atomic_write_json
 
     out_dir = os.path.dirname(os.path.abspath(args.out)) if args.out else None
     if out_dir and not os.path.isdir(out_dir):
@@ -51,10 +51,6 @@ def run(args) -> int:
     print(format_report(result))
     if args.out:
         result["arguments"] = {k: v for k, v in vars(args).items() if k != "func"}
-        tmp = f"{args.out}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, args.out)
+        atomic_write_json(args.out, result)
         print(f"wrote {args.out}")
     return 0

@@ -10,9 +10,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DitkitError
-from .transforms import FlipMixin, center_crop_arr, to_tensor
+from ..imaging import IMAGE_EXTENSIONS, from_uint8
+from .transforms import FlipMixin, center_crop_arr
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
 _READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError)
 
 
@@ -98,5 +98,5 @@ class ImageFolderDataset(FlipMixin, torch.utils.data.Dataset):
                     raise DitkitError(f"cannot decode image {path}: {exc}") from exc
                 warnings.warn(f"cannot decode image {path} ({exc}); using the next image instead", stacklevel=2)
                 continue
-            return self._maybe_flip(to_tensor(arr), i), label
+            return self._maybe_flip(from_uint8(arr), i), label
         raise DitkitError(f"no image in {self.root} can be decoded")

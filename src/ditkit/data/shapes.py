@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import DitkitError
+from ..imaging import from_uint8
 from .transforms import FlipMixin
 
 COLOURS = {
@@ -87,7 +88,7 @@ def render_shape(label: int, rng: np.random.Generator, image_size: int, supersam
     draw_shape(draw, shape, colour, cx * size, cy * size, radius * size, angle)
     if supersample > 1:
         canvas = canvas.resize((image_size, image_size), resample=Image.BOX)
-    return np.asarray(canvas)
+    return np.array(canvas)  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
 class ShapesDataset(FlipMixin, torch.utils.data.Dataset):
@@ -123,5 +124,5 @@ class ShapesDataset(FlipMixin, torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         arr = self.render(i)
-        image = torch.from_numpy(arr.transpose(2, 0, 1).copy()).float().div_(127.5).sub_(1.0)
+        image = from_uint8(arr)
         return self._maybe_flip(image, i), i % len(CLASSES)

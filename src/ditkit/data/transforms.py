@@ -25,14 +25,6 @@ def center_crop_arr(pil_image: Image.Image, image_size: int) -> Image.Image:
     return Image.fromarray(arr[top : top + image_size, left : left + image_size])
 
 
-def to_tensor(array: np.ndarray) -> torch.Tensor:
-    """uint8 (H,W) or (H,W,C) → float (C,H,W) in [-1, 1] (the models' data range)."""
-    if array.ndim == 2:
-        array = array[:, :, None]
-    t = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
-    return t.div_(127.5).sub_(1.0)
-
-
 def flip_decision(seed: int, epoch: int, index: int) -> bool:
     """Whether item ``index`` is horizontally flipped in ``epoch``.
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DitkitError
+from ..fileio import atomic_path
 from ..version import __version__
 from .extractors import FeatureExtractor
 from .inception import cache_dir
@@ -83,9 +84,8 @@ def _save_cached(path: str, stats: ReferenceStats) -> None:
     arrays = dict(mu=stats.mu, sigma=stats.sigma, pr_features=stats.pr_features, pr_radii=stats.pr_radii, meta=np.array(json.dumps(meta)))
     if stats.mu_spatial is not None:
         arrays.update(mu_spatial=stats.mu_spatial, sigma_spatial=stats.sigma_spatial)
-    tmp = f"{path[:-4]}.tmp{os.getpid()}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:  # np.savez adds .npz to names without it
+        np.savez(tmp, **arrays)
 
 
 def reference_statistics(reference: str, extractor: FeatureExtractor, resolution: int, *, batch_size: int = 64,

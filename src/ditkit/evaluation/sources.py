@@ -18,8 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DitkitError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from ..imaging import IMAGE_EXTENSIONS, to_uint8
 _LABEL_PATTERN = re.compile(r"(?:^|[/_\-.])class[_\-]?(\d+)(?=$|[/_\-.])", re.IGNORECASE)
 
 
@@ -64,7 +63,7 @@ def dataset_images(name: str, split: str, image_size: int, limit: int | None = N
     for i in range(count):
         image, label = ds[i]
         # The dataset gives [-1, 1]; saved samples are uint8, so quantise the same way they are.
-        images[i] = ((image.permute(1, 2, 0).numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+        images[i] = to_uint8(image)
         labels[i] = label
     if name in BUNDLED:
         return ImageSet(images, labels, f"{name}:{split} (bundled, {count} images at {image_size} px)", name, split)

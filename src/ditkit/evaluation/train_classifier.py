@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from ..fileio import atomic_path, atomic_write_json
 from ..version import __version__
 from .classifier import SmallClassifier, _asset_dir
 from .sources import dataset_images
@@ -101,13 +102,10 @@ def save_classifier(model: SmallClassifier, meta: dict, out_dir: str, name: str)
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, name)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, base + ".safetensors.tmp", metadata={"format": "ditkit-classifier"})
-    os.replace(base + ".safetensors.tmp", base + ".safetensors")
-    os.chmod(base + ".safetensors", 0o644)  # shipped in the package: readable by everyone
-    with open(base + ".json.tmp", "w") as f:
-        json.dump(meta, f, indent=2)
-        f.write("\n")
-    os.replace(base + ".json.tmp", base + ".json")
+    with atomic_path(base + ".safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "ditkit-classifier"})
+        os.chmod(tmp, 0o644)  # shipped in the package: readable by everyone
+    atomic_write_json(base + ".json", meta)
     return base
 
 

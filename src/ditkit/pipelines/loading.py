@@ -55,11 +55,7 @@ def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_o
 def _quiet_diffusers():
     """diffusers / huggingface_hub chatter (advice to install accelerate, deprecations) is not for our
     users: ``ditkit sample`` speaks in one line when something goes wrong."""
-    try:
-        from diffusers.utils import logging as diffusers_logging
-    except ImportError:  # pragma: no cover - diffusers is a dependency
-        yield
-        return
+    from diffusers.utils import logging as diffusers_logging
     level = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()
     try:
