@@ -78,9 +78,52 @@ def test_incompatible_checkpoint_is_a_readable_error(cache, tmp_path):
 
 
 def test_the_model_says_what_it_takes(cache, tmp_path):
-    loaded, _, cond = cache.get("shapes-dit")
-    assert cond.kind == "class" and cond.class_names == loaded.class_names and len(cond.class_names) == 10
+    found = cache.get("shapes-dit")
+    cond = found.conditioning
+    assert cond.kind == "class" and cond.class_names == found.loaded.class_names and len(cond.class_names) == 10
+    assert "conditioning: class" in found.about()
     assert {"mnist-dit", "shapes-dit"} <= set(model_choices(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def uni_checkpoint(tmp_path_factory):
+    from ditkit.models.caption_decoder import build_vocab
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+
+    path = tmp_path_factory.mktemp("uni") / "tiny-uni"
+    UniDiffuser.build(image_size=8, uvit=dict(embed_dim=32, depth=2, num_heads=2, text_dim=8),
+                      text_encoder={"type": "text", "spec": "chars", "max_length": 12}, image_encoder="pooled:2",
+                      vocab=build_vocab(["a red circle", "a blue square"]), decoder=dict(width=32, depth=1, heads=2),
+                      seed=0).save(path)
+    return str(path)
+
+
+def test_unidiffuser_models_offer_their_modes(cache, tmp_path, uni_checkpoint):
+    found = cache.get(uni_checkpoint)
+    cond = found.conditioning
+    assert cond.kind == "multimodal" and {"t2i", "i2t", "joint", "i", "t"} <= set(cond.modes)
+    progress = []
+    t2i = generation.generate(_request(model=uni_checkpoint, mode="t2i", prompt="a red circle", num_images=2,
+                                       steps=3, cfg_scale=2.0), cache, out_root=tmp_path,
+                              report=lambda d, t: progress.append((d, t)))
+    assert t2i.images.shape == (2, 8, 8, 3) and progress[-1] == (3, 3) and len(progress) == 3
+    args = shlex.split(t2i.command)
+    assert args[:3] == ["ditkit", "uni", "t2i"] and args[args.index("--prompt") + 1] == "a red circle"
+    out = tmp_path / "uni-cli"
+    args[args.index("--out") + 1] = str(out)
+    assert main(args[1:]) == 0  # the shown command redraws the same images
+    for i, png in enumerate(t2i.pngs):
+        assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(out / f"{i:04d}.png")))
+
+    image = tmp_path / "in.png"
+    Image.fromarray(t2i.images[0]).save(image)
+    i2t = generation.generate(_request(model=uni_checkpoint, mode="i2t", image=str(image), num_images=1, steps=2),
+                              cache, out_root=tmp_path)
+    assert i2t.images is None and len(i2t.texts) == 1 and i2t.downloads[-1].name == "captions.txt"
+    with pytest.raises(DitkitError, match="type a prompt"):
+        generation.generate(_request(model=uni_checkpoint, mode="t2i", prompt=" "), cache, out_root=tmp_path)
+    with pytest.raises(DitkitError, match="choose a mode"):
+        generation.generate(_request(model=uni_checkpoint, mode=None), cache, out_root=tmp_path)
 
 
 def _fake_run(folder, steps=3):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -33,17 +33,19 @@ class GenerateRequest:
     num_images: int = 8
     prompt: str = ""
     negative_prompt: str = ""
-    mode: str | None = None
+    mode: str | None = None  # UniDiffuser models: t2i, i2t, joint, ...
+    image: str | None = None  # UniDiffuser image modes: an input image file
 
 
 @dataclass
 class GenerateResult:
-    images: np.ndarray  # uint8 (N, H, W, C)
-    captions: list[str]
+    images: np.ndarray | None  # uint8 (N, H, W, C); None for caption-only modes
+    captions: list[str]  # one per image (its class, or the generated caption); the captions of text modes
     pngs: list[Path]  # one PNG per sample
     downloads: list[Path]  # grid.png, samples.npz, samples.zip (the PNGs)
     command: str
     seed: int
+    texts: list[str] = field(default_factory=list)  # generated captions (UniDiffuser text modes)
 
 
 def _check_numbers(request: GenerateRequest, max_images: int) -> int:
@@ -109,14 +111,26 @@ class StepCounter:
 def generate(request: GenerateRequest, cache, *, out_root: str | Path, max_images: int = MAX_IMAGES,
              report: Callable[[int, int], None] | None = None) -> GenerateResult:
     """Run one request; writes PNGs, a grid and a .npz into a fresh folder under ``out_root``."""
-    from ..checkpoints import bundled_models
-    from ..pipelines import SampleSettings, generate as sample
     from .models import resolve_spec
 
     seed = _check_numbers(request, max_images)
     spec = resolve_spec(request.model)
-    loaded, codec, conditioning = cache.get(spec)
-    if codec is None:
+    model = cache.get(spec)
+    folder = Path(tempfile.mkdtemp(prefix="ditkit-app-", dir=out_root))
+    if model.conditioning.kind == "multimodal":
+        from .uni import generate_uni
+
+        return generate_uni(request, model, seed, folder, lock=cache.lock, report=report)
+    return _generate_dit(request, spec, model, seed, folder, lock=cache.lock, device=cache.device, report=report)
+
+
+def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder: Path, *, lock, device,
+                  report) -> GenerateResult:
+    from ..checkpoints import bundled_models
+    from ..pipelines import SampleSettings, generate as sample
+
+    conditioning, loaded = model.conditioning, model.loaded
+    if model.codec is None:
         raise DitkitError("this model's codec is not available, so its samples cannot be shown as images")
     labels = _labels(conditioning, request)
     n, steps = int(request.num_images), int(request.steps)
@@ -125,13 +139,12 @@ def generate(request: GenerateRequest, cache, *, out_root: str | Path, max_image
     checkpoint = spec if spec in bundled_models() else loaded.checkpoint
     settings = SampleSettings(checkpoint=checkpoint, classes=None if labels is None else tuple(labels),
                               num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed)
-    with cache.lock, StepCounter(loaded.model, steps, report):
-        out = sample(loaded.model, labels=settings.classes, num_samples=n, codec=codec, sampler=settings.sampler,
+    with lock, StepCounter(model.model, steps, report):
+        out = sample(model.model, labels=settings.classes, num_samples=n, codec=model.codec, sampler=settings.sampler,
                      steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False,
-                     diffusion_config=loaded.diffusion_config, device=cache.device)
-    folder = Path(tempfile.mkdtemp(prefix="ditkit-app-", dir=out_root))
+                     diffusion_config=loaded.diffusion_config, device=device)
     captions = _captions(conditioning, out.labels, seed, len(out))
-    pngs, downloads = _write_downloads(folder, out.images, out.labels)
+    pngs, downloads = write_downloads(folder, out.images, out.labels)
     command = settings.command(batch_size=n, npz=True, out=Path("ditkit-samples"))
     return GenerateResult(images=out.images, captions=captions, pngs=pngs, downloads=downloads, command=command,
                           seed=seed)
@@ -143,7 +156,7 @@ def _captions(conditioning, labels, seed: int, count: int) -> list[str]:
     return [f"{conditioning.class_names[y]} · #{i}" for i, y in enumerate(labels)]
 
 
-def _write_downloads(folder: Path, images: np.ndarray, labels) -> tuple[list[Path], list[Path]]:
+def write_downloads(folder: Path, images: np.ndarray, labels) -> tuple[list[Path], list[Path]]:
     """The files ``ditkit sample --npz`` writes: one PNG per sample, grid.png, samples.npz; plus a zip."""
     import zipfile
 

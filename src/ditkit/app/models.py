@@ -34,30 +34,50 @@ class Conditioning:
     """What a model takes, asked of the model and its checkpoint rather than assumed.
 
     ``kind``: "class" (class labels; ``class_names`` index them), "text" (a prompt and a negative prompt),
-    "multimodal" (a UniDiffuser-style model: ``modes`` it can sample), or "none" (unconditional).
+    "multimodal" (a UniDiffuser model: the ``modes`` it samples, and which input each takes), or "none"
+    (unconditional).
     """
 
     kind: str
     class_names: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
+    mode_inputs: dict = field(default_factory=dict)  # mode -> "prompts" | "images" | None
 
     @property
     def guidance(self) -> bool:
         return self.kind != "none"
 
 
+@dataclass
+class AppModel:
+    """A loaded model ready for the Generate tab."""
+
+    model: object  # a DiT, or a UniDiffuser (pipelines.unidiffuser)
+    checkpoint: str
+    conditioning: Conditioning
+    codec: object = None
+    loaded: object = None  # pipelines.LoadedModel for DiTs (diffusion settings, class names)
+
+    def about(self) -> str:
+        if self.conditioning.kind == "multimodal":
+            cfg = self.model.uvit.config
+            shape = f"{self.model.image_size} px images, U-ViT depth {cfg.depth}, width {cfg.embed_dim}"
+        else:
+            cfg = self.model.config
+            shape = (f"{cfg.input_size}×{cfg.input_size}×{cfg.in_channels} input, patch {cfg.patch_size}, depth "
+                     f"{cfg.depth}, width {cfg.hidden_size}")
+        return f"`{self.checkpoint}` · {shape} · conditioning: {self.conditioning.kind}"
+
+
 def describe(loaded) -> Conditioning:
-    """The conditioning of a loaded model (``pipelines.LoadedModel``)."""
-    model = loaded.model
-    modes = getattr(model, "modes", None) or getattr(loaded, "modes", None)
-    if modes:  # joint / conditional / marginal sampling (UniDiffuser)
-        return Conditioning("multimodal", modes=list(modes))
-    if getattr(model, "takes_text", False) or getattr(model.config, "text_encoder", None):
+    """The conditioning of a loaded DiT (``pipelines.LoadedModel``)."""
+    config = loaded.model.config
+    if getattr(config, "text_dim", 0):  # block "cross-text": conditioned on encoded text
         return Conditioning("text")
-    num_classes = getattr(model.config, "num_classes", 0) or 0
+    num_classes = getattr(config, "num_classes", 0) or 0
     if num_classes == 0:
         return Conditioning("none")
-    names = list(loaded.class_names or [])
+    names = [str(n) for n in loaded.class_names or []]
     if len(names) != num_classes:  # official files carry no names: number them
         names = [str(i) for i in range(num_classes)]
     return Conditioning("class", class_names=names)
@@ -90,19 +110,31 @@ class ModelCache:
         self.lock = threading.RLock()
         self._items: OrderedDict[str, tuple] = OrderedDict()
 
-    def get(self, spec: str | None):
-        """``(loaded, codec, conditioning)`` for a model spec; DitkitError for bad or incompatible input."""
-        from ..pipelines import load_codec, load_for_sampling
-
+    def get(self, spec: str | None) -> AppModel:
+        """The loaded model for a spec; DitkitError for a bad or incompatible one."""
         key = resolve_spec(spec)
         with self.lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-            loaded = load_for_sampling(key, device=self.device)
-            codec = load_codec(loaded, None, device=self.device)
-            item = (loaded, codec, describe(loaded))
+            item = _load(key, self.device)
             self._items[key] = item
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
             return item
+
+
+def _load(spec: str, device) -> AppModel:
+    from ..checkpoints.unidiffuser import is_unidiffuser_folder
+    from ..pipelines import load_codec, load_for_sampling
+
+    if Path(spec).is_dir() and is_unidiffuser_folder(spec):
+        from ..diffusion.unidiffuser import MODES
+        from ..pipelines.unidiffuser import MODE_INPUTS, UniDiffuser
+
+        model = UniDiffuser.load(spec, device=device)
+        modes = Conditioning("multimodal", modes=list(MODES), mode_inputs=dict(MODE_INPUTS))
+        return AppModel(model=model, checkpoint=str(Path(spec).resolve()), conditioning=modes)
+    loaded = load_for_sampling(spec, device=device)
+    return AppModel(model=loaded.model, checkpoint=loaded.checkpoint, conditioning=describe(loaded),
+                    codec=load_codec(loaded, None, device=device), loaded=loaded)

@@ -80,21 +80,23 @@ def _model_inputs(gr, settings: AppSettings, cache: ModelCache) -> dict:
     c["about"] = gr.Markdown(elem_id="model-about")
     c["classes"] = gr.Dropdown([], multiselect=True, label="Classes", info="none chosen: every class in turn",
                                elem_id="classes")
-    c["prompt"] = gr.Textbox(label="Prompt", visible=False)
-    c["negative"] = gr.Textbox(label="Negative prompt", visible=False)
-    c["mode"] = gr.Radio([], label="Mode", visible=False)
+    with gr.Row():
+        c["mode"] = gr.Radio([], label="Mode", visible=False, elem_id="mode")
+        c["prompt"] = gr.Textbox(label="Prompt", visible=False, elem_id="prompt")
+        c["negative"] = gr.Textbox(label="Negative prompt", visible=False)
+        c["image"] = gr.Image(label="Input image (image modes)", type="filepath", visible=False, height=160)
 
     @_shown_errors
     def on_model(model, path):
-        loaded, _, cond = cache.get(path.strip() or model)
-        cfg = loaded.model.config
-        about = (f"`{loaded.checkpoint}` · {cfg.input_size}×{cfg.input_size}×{cfg.in_channels} input, patch "
-                 f"{cfg.patch_size}, depth {cfg.depth}, width {cfg.hidden_size} · conditioning: {cond.kind}")
-        return (about, gr.update(choices=cond.class_names, value=[], visible=cond.kind == "class"),
-                gr.update(visible=cond.kind == "text"), gr.update(visible=cond.kind == "text"),
-                gr.update(choices=cond.modes, visible=cond.kind == "multimodal"))
+        found = cache.get(path.strip() or model)
+        cond = found.conditioning
+        text, multi = cond.kind == "text", cond.kind == "multimodal"
+        return (found.about(), gr.update(choices=cond.class_names, value=[], visible=cond.kind == "class"),
+                gr.update(visible=text or multi), gr.update(visible=text),
+                gr.update(choices=cond.modes, value=cond.modes[0] if multi else None, visible=multi),
+                gr.update(visible=multi))
 
-    outs = [c["about"], c["classes"], c["prompt"], c["negative"], c["mode"]]
+    outs = [c["about"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"]]
     c["model"].change(on_model, [c["model"], c["path"]], outs)
     c["path"].submit(on_model, [c["model"], c["path"]], outs)
     c["on_model"] = (on_model, [c["model"], c["path"]], outs)
@@ -117,15 +119,17 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
     button = gr.Button("Generate", variant="primary", elem_id="generate-button")
     gallery = gr.Gallery(label="Samples", columns=8, height=300, format="png", elem_id="gallery",
                          elem_classes=["pixelated"], object_fit="contain")
+    captions = gr.Textbox(label="Captions", visible=True, lines=2, elem_id="captions", interactive=False)
     command = gr.Code(label="Reproduce with", language="shell", elem_id="command")
     files = gr.File(label="Downloads: grid, .npz (ADM format), all PNGs (.zip)", file_count="multiple", elem_id="downloads")
 
     @_shown_errors
-    def on_generate(model, path, classes, prompt, negative, mode, scale, sampler, steps, seed, random_seed, count,
-                    progress=gr.Progress()):
+    def on_generate(model, path, classes, prompt, negative, mode, image, scale, sampler, steps, seed, random_seed,
+                    count, progress=gr.Progress()):
         request = generation.GenerateRequest(
             model=(path or "").strip() or model, classes=classes, sampler=sampler, steps=steps, cfg_scale=scale,
-            seed=None if random_seed else seed, num_images=count, prompt=prompt, negative_prompt=negative, mode=mode)
+            seed=None if random_seed else seed, num_images=count, prompt=prompt, negative_prompt=negative, mode=mode,
+            image=image)
         progress(0, desc="loading the model")
 
         def report(done, total):
@@ -134,11 +138,12 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
         result = generation.generate(request, cache, out_root=settings.out_root, max_images=settings.max_images,
                                      report=report)
         images = [(str(p), caption) for p, caption in zip(result.pngs, result.captions)]
-        return images, result.command, [str(p) for p in result.downloads]
+        return images, "\n".join(result.texts), result.command, [str(p) for p in result.downloads]
 
-    inputs = [c["model"], c["path"], c["classes"], c["prompt"], c["negative"], c["mode"], scale, sampler, steps,
-              seed, random_seed, count]
-    button.click(on_generate, inputs, [gallery, command, files], concurrency_limit=1, concurrency_id="sampling")
+    inputs = [c["model"], c["path"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"], scale, sampler,
+              steps, seed, random_seed, count]
+    button.click(on_generate, inputs, [gallery, captions, command, files], concurrency_limit=1,
+                 concurrency_id="sampling")
     return c
 
 

@@ -1,0 +1,72 @@
+"""The Generate tab for UniDiffuser models: a mode and its input (a prompt, an image, or nothing) → images
+and/or captions, through ``UniDiffuser.generate``, with the ``ditkit uni …`` command that redraws them."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from ..errors import DitkitError
+
+CHAINED_MODES = ("i2t2i", "t2i2t")  # two sampling passes: image → caption → image, text → image → caption
+
+
+def _inputs(request, needs: str | None, notes: list[str]) -> dict:
+    """The mode's input from the request: a prompt, an image file, or nothing."""
+    from ..pipelines.uni_folder import read_images
+
+    prompt = (request.prompt or "").strip()
+    if needs == "prompts":
+        if not prompt:
+            raise DitkitError(f"mode {request.mode} turns a prompt into an image: type a prompt")
+        return {"prompts": [prompt]}
+    if needs == "images":
+        if not request.image:
+            raise DitkitError(f"mode {request.mode} starts from an image: upload one")
+        return {"images": read_images([request.image], notes)}
+    return {}
+
+
+def _command(model, request, seed: int, n: int) -> str:
+    parts = ["ditkit", "uni", request.mode, "--checkpoint", model.checkpoint]
+    if request.mode in ("t2i", "t2i2t"):
+        parts += ["--prompt", request.prompt.strip()]
+    if request.mode in ("i2t", "i2t2i"):
+        parts += ["--image", str(request.image)]
+    parts += ["-n", str(n), "--steps", str(int(request.steps)), "--scale", str(float(request.cfg_scale)),
+              "--seed", str(seed), "--out", "ditkit-uni"]
+    return shlex.join(parts)
+
+
+def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
+    """Sample a UniDiffuser model for the app; returns a ``generation.GenerateResult``."""
+    from ..imaging import to_uint8
+    from .generation import GenerateResult, write_downloads
+
+    cond = model.conditioning
+    if request.mode not in cond.modes:
+        raise DitkitError(f"choose a mode for this UniDiffuser model: {', '.join(cond.modes)}")
+    notes: list[str] = []
+    inputs = _inputs(request, cond.mode_inputs.get(request.mode), notes)
+    n, steps = int(request.num_images), int(request.steps)
+    total = steps * (2 if request.mode in CHAINED_MODES else 1)
+    done = []
+
+    def callback(**_):  # one call per network evaluation of the solver (= per step)
+        done.append(1)
+        if report is not None:
+            report(min(len(done), total), total)
+
+    with lock:
+        out = model.model.generate(request.mode, n=n, steps=steps, scale=float(request.cfg_scale), seed=seed,
+                                   callback=callback, **inputs)
+    images = None if out.images is None else to_uint8(out.images)
+    texts = list(out.captions or [])
+    pngs, downloads = ([], []) if images is None else write_downloads(folder, images, None)
+    if texts:
+        (folder / "captions.txt").write_text("".join(f"{c}\n" for c in texts), encoding="utf-8")
+        downloads.append(folder / "captions.txt")
+    count = 0 if images is None else len(images)
+    captions = texts[:count] if len(texts) >= count else [f"seed {seed} · #{i}" for i in range(count)]
+    return GenerateResult(images=images, captions=captions, pngs=pngs, downloads=downloads,
+                          command=_command(model, request, seed, n), seed=seed, texts=texts)
