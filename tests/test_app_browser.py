@@ -8,7 +8,6 @@ Set DITKIT_APP_SCREENSHOTS=docs to refresh the README's screenshots (docs/app-*.
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -45,10 +44,22 @@ def _tiny_run(runs: Path) -> Path:
     return out
 
 
+def _tiny_unidiffuser(folder: Path) -> Path:
+    from ditkit.models.caption_decoder import build_vocab
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+
+    UniDiffuser.build(image_size=8, uvit=dict(embed_dim=32, depth=2, num_heads=2, text_dim=8),
+                      text_encoder={"type": "text", "spec": "chars", "max_length": 12}, image_encoder="pooled:2",
+                      vocab=build_vocab(["a red circle", "a blue square"]), decoder=dict(width=32, depth=1, heads=2),
+                      seed=0).save(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     run = _tiny_run(runs)
+    uni = _tiny_unidiffuser(tmp_path_factory.mktemp("models") / "tiny-uni")
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "ditkit", "app", "--port", str(port), "--device", "cpu",
@@ -62,8 +73,8 @@ def server(tmp_path_factory):
         if not line and proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail("ditkit app did not start:\n" + "".join(lines))
-    yield {"url": f"http://127.0.0.1:{port}/", "run": run, "proc": proc}
-    proc.send_signal(signal.SIGINT)
+    yield {"url": f"http://127.0.0.1:{port}/", "run": run, "uni": uni, "proc": proc}
+    proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -145,6 +156,21 @@ def test_generate_errors_and_concurrency(server, browser, shots):
     _wait_gallery(page, 7, 2)
     _wait_gallery(other, 8, 2)
     other.close()
+    page.close()
+
+
+def test_a_unidiffuser_model_shows_its_modes(server, browser):
+    page = _open(browser, server["url"])
+    box = page.locator("#checkpoint-path textarea, #checkpoint-path input").first
+    box.fill(str(server["uni"]))
+    box.press("Enter")  # the page asks the model what it takes
+    page.get_by_text("conditioning: multimodal").wait_for()
+    assert page.locator("#mode").is_visible() and not page.locator("#classes").is_visible()
+    page.get_by_label("t2i", exact=True).check()
+    page.locator("#prompt textarea, #prompt input").first.fill("a red circle")
+    _generate(page, seed=9, count=2, steps=3, path=str(server["uni"]))
+    _wait_gallery(page, 9, 2)
+    assert "ditkit uni t2i" in page.locator("#command").inner_text()
     page.close()
 
 
