@@ -40,7 +40,7 @@ def _load(args):
     if args.uvit or args.caption_decoder:
         if not (args.uvit and args.caption_decoder) or args.checkpoint:
             raise DitkitError("the official model needs both --uvit and --caption-decoder (and no --checkpoint).")
-        return UniDiffuser.from_official(args.uvit, args.caption_decoder).to(args.device)
+        return UniDiffuser.from_official(args.uvit, args.caption_decoder, device=args.device)
     if not args.checkpoint:
         raise DitkitError("no UniDiffuser model given: pass --checkpoint FOLDER (or --uvit and --caption-decoder).")
     return UniDiffuser.load(args.checkpoint, device=args.device)

@@ -80,58 +80,81 @@ def _guide(cond, uncond, scale: float):
     return cond + scale * (cond - uncond)
 
 
+@dataclass
+class _Step:
+    """What one evaluation of a mode sees: the network call, the draws, the conditions, guidance, times."""
+
+    call: Callable  # call(img, clip_img, text, t_img, t_text) → (img, clip_img, text) noise predictions
+    draw: Draw
+    cond: dict
+    scale: float
+    shapes: Shapes
+    t: torch.Tensor  # (B,) the generated modalities' timestep
+    zero: torch.Tensor  # (B,) int32 zeros: a clean condition
+    full: torch.Tensor  # (B,) 1000: a modality "absent" (pure noise)
+
+
+def _t2i(x, s: _Step) -> dict:
+    z, c, y = x["img"], x["clip_img"], s.cond["text"]
+    text_n = s.draw(y.shape, y)
+    out, uncond = s.call(z, c, y, s.t, s.zero), s.call(z, c, text_n, s.t, s.full)
+    return {"img": _guide(out[0], uncond[0], s.scale), "clip_img": _guide(out[1], uncond[1], s.scale)}
+
+
+def _i2t(x, s: _Step) -> dict:
+    z0, c0 = s.cond["img"], s.cond["clip_img"]
+    z_n, c_n = s.draw(z0.shape, z0), s.draw(c0.shape, c0)
+    out, uncond = s.call(z0, c0, x["text"], s.zero, s.t), s.call(z_n, c_n, x["text"], s.full, s.t)
+    return {"text": _guide(out[2], uncond[2], s.scale)}
+
+
+def _joint(x, s: _Step) -> dict:
+    z, c, tx = x["img"], x["clip_img"], x["text"]
+    z_n, c_n, text_n = s.draw(z.shape, z), s.draw(c.shape, c), s.draw(tx.shape, tx)
+    out = s.call(z, c, tx, s.t, s.t)
+    text_uncond = s.call(z_n, c_n, tx, s.full, s.t)[2]  # the text without the image
+    img_uncond = s.call(z, c, text_n, s.t, s.full)  # the image without the text
+    return {"img": _guide(out[0], img_uncond[0], s.scale), "clip_img": _guide(out[1], img_uncond[1], s.scale),
+            "text": _guide(out[2], text_uncond, s.scale)}
+
+
+def _image_only(x, s: _Step) -> dict:
+    z, c = x["img"], x["clip_img"]
+    out = s.call(z, c, s.draw((z.shape[0], *s.shapes.text), z), s.t, s.full)
+    return {"img": out[0], "clip_img": out[1]}
+
+
+def _text_only(x, s: _Step) -> dict:
+    tx = x["text"]
+    z_n, c_n = s.draw((tx.shape[0], *s.shapes.img), tx), s.draw((tx.shape[0], *s.shapes.clip_img), tx)
+    return {"text": s.call(z_n, c_n, tx, s.full, s.t)[2]}
+
+
+# The single modes (the table above); two-stage modes chain them in ``unidiffuser_sample``.
+_MODE_STEPS = {"t2i": _t2i, "i2t": _i2t, "joint": _joint, "i": _image_only, "t": _text_only}
+
+
 def mode_denoiser(net: Callable, mode: str, *, cond: dict | None = None, scale: float = 7.0,
                   draw: Draw | None = None, data_type: int = 1, latent_size: int | None = None) -> Callable:
     """``denoise(x, timesteps)``: the mode's (guided) noise prediction for dict state ``x`` at timesteps (B,) in
     [0, 1000]; ``cond`` holds the clean conditions (``text`` for t2i, ``img`` and ``clip_img`` for i2t)."""
+    if mode not in _MODE_STEPS:
+        raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(SINGLE_MODES)}.")
     cond = cond or {}
-    draw = draw or make_draw()
     missing = [k for k in NEEDS[mode] if k not in cond]
     if missing:
         raise DitkitError(f"mode {mode!r} needs {' and '.join(missing)} as its condition.")
+    draw, shapes, step = draw or make_draw(), Shapes.of(net, latent_size), _MODE_STEPS[mode]
 
     def call(img, clip_img, text, t_img, t_text):
         kind = torch.full((img.shape[0],), data_type, dtype=torch.int32, device=img.device)
-        return net(img, clip_img, text, t_img, t_text, kind)  # (img, clip_img, text) noise predictions
+        return net(img, clip_img, text, t_img, t_text, kind)
 
     def denoise(x: dict, t: torch.Tensor) -> dict:
-        zero = torch.zeros_like(t, dtype=torch.int32)  # the clean condition's timestep
-        full = torch.ones_like(t) * N_TIMESTEPS  # "absent": pure noise
-        if mode == "t2i":
-            z, c = x["img"], x["clip_img"]
-            text_n = draw(cond["text"].shape, cond["text"])
-            out, uncond = call(z, c, cond["text"], t, zero), call(z, c, text_n, t, full)
-            return {"img": _guide(out[0], uncond[0], scale), "clip_img": _guide(out[1], uncond[1], scale)}
-        if mode == "i2t":
-            z0, c0 = cond["img"], cond["clip_img"]
-            z_n, c_n = draw(z0.shape, z0), draw(c0.shape, c0)
-            out, uncond = call(z0, c0, x["text"], zero, t), call(z_n, c_n, x["text"], full, t)
-            return {"text": _guide(out[2], uncond[2], scale)}
-        if mode == "joint":
-            z, c, tx = x["img"], x["clip_img"], x["text"]
-            z_n, c_n, text_n = draw(z.shape, z), draw(c.shape, c), draw(tx.shape, tx)
-            out = call(z, c, tx, t, t)
-            text_uncond = call(z_n, c_n, tx, full, t)[2]
-            img_uncond = call(z, c, text_n, t, full)
-            return {"img": _guide(out[0], img_uncond[0], scale), "clip_img": _guide(out[1], img_uncond[1], scale),
-                    "text": _guide(out[2], text_uncond, scale)}
-        if mode == "i":
-            z, c = x["img"], x["clip_img"]
-            text_n = draw((z.shape[0], *_text_shape(net)), z)
-            out = call(z, c, text_n, t, full)
-            return {"img": out[0], "clip_img": out[1]}
-        if mode == "t":
-            tx = x["text"]
-            shapes = Shapes.of(net, latent_size)
-            z_n, c_n = draw((tx.shape[0], *shapes.img), tx), draw((tx.shape[0], *shapes.clip_img), tx)
-            return {"text": call(z_n, c_n, tx, full, t)[2]}
-        raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(SINGLE_MODES)}.")
+        return step(x, _Step(call, draw, cond, scale, shapes, t, zero=torch.zeros_like(t, dtype=torch.int32),
+                             full=torch.ones_like(t) * N_TIMESTEPS))
 
     return denoise
-
-
-def _text_shape(net) -> tuple:
-    return (net.config.num_text_tokens, net.config.text_dim)
 
 
 def _initial_state(mode: str, n: int, shapes: Shapes, draw: Draw, like: torch.Tensor) -> dict:

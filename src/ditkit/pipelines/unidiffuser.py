@@ -47,7 +47,7 @@ def make_text_encoder(spec, **kwargs):
         from ..codecs.char_text import CharTextCodec
 
         max_length = spec.get("max_length", 32) if isinstance(spec, dict) else kwargs.get("max_length") or 32
-        return CharTextCodec(max_length)
+        return CharTextCodec(max_length, device=kwargs.get("device", "cpu"))
     from ..codecs.text import make_text_codec
 
     return make_text_codec(spec, **kwargs)
@@ -146,8 +146,9 @@ class UniDiffuser(nn.Module):
             net = UViT(UViTConfig.from_dict(config["uvit"]))
             decoder = _decoder_from_config(config["caption_decoder"])
             channels = config["codec"].get("channels", 3) if config["codec"].get("type") == "pixel" else 3
-            parts = dict(codec=codec_from_config(config["codec"]), text_encoder=make_text_encoder(config["text_encoder"]),
-                         image_encoder=make_image_encoder(config["image_encoder"], channels=channels),
+            parts = dict(codec=codec_from_config(config["codec"]).to(device),
+                         text_encoder=make_text_encoder(config["text_encoder"], device=device),
+                         image_encoder=make_image_encoder(config["image_encoder"], channels=channels, device=device),
                          image_size=config["image_size"])
         except KeyError as exc:
             raise DitkitError(f"{path}: the UniDiffuser config lacks {exc.args[0]!r}.") from None
@@ -157,14 +158,16 @@ class UniDiffuser(nn.Module):
 
     @classmethod
     def from_official(cls, uvit_path, caption_decoder_path, *, vae="stabilityai/sd-vae-ft-mse", text_encoder="clip",
-                      image_encoder="clip", image_size: int = 512, num_heads: int | None = None) -> "UniDiffuser":
+                      image_encoder="clip", image_size: int = 512, num_heads: int | None = None,
+                      device="cpu") -> "UniDiffuser":
         """The released v1: ``uvit_v1.pth`` (config from its shapes) and ``caption_decoder.pth`` (GPT-2 prefix)."""
         net = load_official_uvit(uvit_path, num_heads=num_heads)
         state = read_caption_decoder_state(caption_decoder_path, net.config.text_dim)
         decoder = GPT2PrefixDecoder({k: tuple(v.shape) for k, v in state.items()})
         _load_decoder(decoder, state, str(caption_decoder_path))
-        return cls(net, decoder, codec=make_codec(vae), text_encoder=make_text_encoder(text_encoder),
-                   image_encoder=make_image_encoder(image_encoder), image_size=image_size).eval()
+        return cls(net, decoder, codec=make_codec(vae).to(device), text_encoder=make_text_encoder(text_encoder,
+                   device=device), image_encoder=make_image_encoder(image_encoder, device=device),
+                   image_size=image_size).to(device).eval()
 
     # ---- modalities ---------------------------------------------------------------------------------
 
