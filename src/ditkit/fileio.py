@@ -73,7 +73,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _apply_umask(folder: Path) -> None:
-    """mkdtemp makes 0700 folders; give the result the permissions a plain mkdir would."""
+    """mkdtemp makes 0700 folders (and safetensors writes 0600 files); give the folder, its subfolders and
+    files the permissions a plain mkdir / open would."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
