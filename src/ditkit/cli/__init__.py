@@ -15,7 +15,7 @@ from ..errors import DitkitError
 from ..version import __version__
 
 # Order is the order shown by ``ditkit --help``.
-_COMMANDS = ("sample", "train", "eval", "flops", "info", "app", "study", "uni")
+_COMMANDS = ("sample", "train", "eval", "flops", "info", "export", "app", "study", "uni")
 
 
 class _Parser(argparse.ArgumentParser):

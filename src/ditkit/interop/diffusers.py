@@ -354,7 +354,24 @@ def export_diffusers(model, config: dict, out, *, vae=None) -> dict:
             (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         meta = dict(config, model=dit.to_dict(), diffusion=diffusion, codec=codec)
         (tmp / "transformer" / DITKIT_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    why = ("a pixel-space model has no VAE" if isinstance(codec, dict) and codec.get("type") == "pixel" else
+           "the checkpoint names no VAE (pass vae= / --vae to ship one)")
     return {"out": str(out), "pipeline": has_vae,
-            "note": None if has_vae else "a pixel-space model has no VAE, which DiTPipeline requires: wrote "
-            "transformer/ and scheduler/ only (load with DiTTransformer2DModel.from_pretrained(out, "
-            "subfolder='transformer'))"}
+            "note": None if has_vae else f"{why}, and DiTPipeline requires one: wrote transformer/ and scheduler/ "
+            "only (load with DiTTransformer2DModel.from_pretrained(out, subfolder='transformer'))"}
+
+
+def use_dit_timestep_frequencies(module) -> int:
+    """Make a loaded diffusers DiT (a ``DiTTransformer2DModel`` or a ``DiTPipeline``) embed timesteps as DiT does.
+
+    diffusers' DiT builds its sinusoidal timestep features with frequencies 10000^(-i/127)
+    (``downscale_freq_shift=1``, hard-coded), the paper's code with 10000^(-i/128). The weights are the same,
+    but outputs then differ slightly (for every DiT, the published ones too). This sets the shift to 0 in
+    each block's embedder, after which the diffusers forward equals ditkit's; returns how many were set.
+    """
+    transformer = getattr(module, "transformer", module)
+    count = 0
+    for block in transformer.transformer_blocks:
+        block.norm1.emb.time_proj.downscale_freq_shift = 0
+        count += 1
+    return count
