@@ -36,7 +36,8 @@ def test_composed_shapes_are_deterministic_and_captions_follow_the_attributes():
             assert POSITION_PHRASES[scene.objects[0].cell].lower() in caption.lower()
         else:
             assert f" {scene.relation} a " in caption
-    image, caption = a[3]
+    item = a[3]
+    image, caption = item["x"], item["caption"]
     assert image.shape == (3, 32, 32) and image.min() >= -1 and image.max() <= 1 and isinstance(caption, str)
     assert not np.array_equal(a.render(0), ComposedShapesDataset(32, "test").render(0))
 
@@ -77,7 +78,7 @@ def test_captioned_digits():
     seven = labels.index(7)
     assert {data.caption(i) for i in range(seven, seven + 4)} == {
         "a handwritten seven", "the digit 7", "a seven", "the number seven"}
-    image, caption = data[seven]
+    image, caption = data[seven]["x"], data[seven]["caption"]
     assert image.shape == (1, 32, 32) and caption == data.caption(seven)
     from ditkit.data.captions import DIGIT_WORDS
     for i in range(0, len(data), 97):
@@ -97,7 +98,7 @@ def test_folder_with_metadata_jsonl(tmp_path):
     with pytest.warns(UserWarning, match="1 of 3 images"):
         data = load_captioned_dataset(str(tmp_path), image_size=16)
     assert data.num_uncaptioned == 1 and data.caption(0) == "a red square"
-    image, caption = data[0]
+    image, caption = data[0]["x"], data[0]["caption"]
     assert image.shape == (3, 16, 16) and caption == "a red square"
     with pytest.raises(DitkitError, match="1 of 3 images .* no caption"):
         CaptionedFolder(str(tmp_path), 16, strict=True)
@@ -125,3 +126,20 @@ def test_bad_metadata_is_one_clear_error(tmp_path, content, message):
     (tmp_path / "metadata.jsonl").write_text(content)
     with pytest.raises(DitkitError, match=message):
         CaptionedFolder(str(tmp_path), 16)
+
+
+def test_captions_parse_back_to_their_scenes():
+    from ditkit.data.captions import parse_caption
+
+    for split in ("train", "heldout"):
+        data = ComposedShapesDataset(16, split)
+        for i in range(300):
+            scene, parsed = data.scene(i), parse_caption(data.caption(i))
+            assert parsed is not None, data.caption(i)
+            assert [(o.shape, o.colour, o.size) for o in parsed.objects] == [(o.shape, o.colour, o.size) for o in scene.objects]
+            assert parsed.relation == scene.relation
+            if scene.relation is None:
+                assert parsed.objects[0].cell == scene.objects[0].cell
+            assert parsed.held_out == scene.held_out
+    assert parse_caption("A Large RED circle in the top left.").objects[0].cell == 0
+    assert parse_caption("a purple elephant") is None

@@ -1,7 +1,8 @@
 """Captioned data for text-to-image: compositional shapes, captioned MNIST, and captioned image folders.
 
-Every captioned dataset yields ``(image, caption)`` with ``image`` a float tensor (C, H, W) in [-1, 1]
-and ``caption`` a string, has ``num_classes == 0``, ``captioned == True`` and ``caption(i)``.
+Every captioned dataset yields ``{"x": image, "caption": text}`` (a dict, so the training loop passes the
+captions through to the text objective) with ``image`` a float tensor (C, H, W) in [-1, 1], and has
+``num_classes == 0``, ``captioned == True`` and ``caption(i)``.
 
 ``ComposedShapesDataset``: one or two objects on a dark background, each with a shape (6), a colour (8),
 a size (2) and a cell of a 3×3 grid; the caption is generated exactly from those attributes with one of a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -39,7 +41,9 @@ RELATIONS = ("left of", "right of", "above", "below")
 # Colour–shape pairs never shown in training: each shape and each colour still appears in training.
 HELD_OUT_PAIRS = frozenset({("red", "triangle"), ("blue", "star"), ("green", "circle"), ("yellow", "cross"),
                             ("magenta", "square"), ("cyan", "diamond"), ("orange", "star"), ("white", "triangle")})
-_RADIUS = {"small": (0.085, 0.10), "large": (0.135, 0.15)}  # of the image side; cells are 1/3 wide
+# Of the image side. Cells are 1/3 wide and centres move by at most 1/60, so two large neighbours never touch.
+_RADIUS = {"small": (0.09, 0.10), "large": (0.13, 0.145)}
+_JITTER = 0.05  # of a cell
 _SPLIT_SEEDS = {"train": 20240601, "test": 20240602, "heldout": 20240603}
 DEFAULT_LENGTHS = {"train": 50_000, "test": 2_000, "heldout": 2_000}
 SINGLE_TEMPLATES = ("a {a} {pos}", "{Pos}, a {a}", "there is a {a} {pos}")
@@ -128,7 +132,7 @@ def render_scene(scene: Scene, rng: np.random.Generator, image_size: int, supers
     draw = ImageDraw.Draw(canvas)
     for obj in scene.objects:
         row, col = divmod(obj.cell, 3)
-        cx, cy = (col + 0.5 + rng.uniform(-0.12, 0.12)) / 3, (row + 0.5 + rng.uniform(-0.12, 0.12)) / 3
+        cx, cy = (col + 0.5 + rng.uniform(-_JITTER, _JITTER)) / 3, (row + 0.5 + rng.uniform(-_JITTER, _JITTER)) / 3
         radius = rng.uniform(*_RADIUS[obj.size])
         angle = rng.uniform(-0.2, 0.2)
         colour = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLOURS[obj.colour], rng.integers(-15, 16, size=3)))
@@ -136,6 +140,32 @@ def render_scene(scene: Scene, rng: np.random.Generator, image_size: int, supers
     if supersample > 1:
         canvas = canvas.resize((image_size, image_size), resample=Image.BOX)
     return np.array(canvas)  # a writable copy: torch refuses to wrap read-only arrays silently
+
+
+_OBJECT = rf"(?:a |an )?({'|'.join(SIZES)}) ({'|'.join(COLOUR_NAMES)}) ({'|'.join(SHAPES)})"
+_POSITION = "|".join(POSITION_PHRASES)
+_PAIR = re.compile(rf"^(?:there is )?{_OBJECT} ({'|'.join(RELATIONS)}) {_OBJECT}$")
+_SINGLE = (re.compile(rf"^(?:there is )?{_OBJECT} ({_POSITION})$"), re.compile(rf"^({_POSITION}), {_OBJECT}$"))
+
+
+def parse_caption(text: str) -> Scene | None:
+    """The scene a caption of the captioned shapes describes (any template, any case), or None.
+
+    The inverse of ``Scene.caption``: evaluation uses it for prompts typed by hand and for generated captions.
+    """
+    text = " ".join(str(text).lower().replace(".", " ").split())
+    match = _PAIR.match(text)
+    if match:
+        g = match.groups()
+        first, second = _related_cells(np.random.default_rng(0), g[3])  # some cells in that relation
+        return Scene((ShapeObject(g[2], g[1], g[0], first), ShapeObject(g[6], g[5], g[4], second)), g[3])
+    for pattern in _SINGLE:
+        match = pattern.match(text)
+        if match:
+            g = match.groups()
+            size, colour, shape, pos = (g[0], g[1], g[2], g[3]) if pattern is _SINGLE[0] else (g[1], g[2], g[3], g[0])
+            return Scene((ShapeObject(shape, colour, size, POSITION_PHRASES.index(pos)),))
+    return None
 
 
 class ComposedShapesDataset(torch.utils.data.Dataset):
@@ -177,7 +207,7 @@ class ComposedShapesDataset(torch.utils.data.Dataset):
         pass
 
     def __getitem__(self, i: int):
-        return from_uint8(self.render(i)), self.caption(i)
+        return {"x": from_uint8(self.render(i)), "caption": self.caption(i)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +245,7 @@ class CaptionedDigits(torch.utils.data.Dataset):
         self.base.set_epoch(epoch)
 
     def __getitem__(self, i: int):
-        return self.base[i][0], self.caption(i)
+        return {"x": self.base[i][0], "caption": self.caption(i)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,7 +335,7 @@ class CaptionedFolder(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         path, text = self.samples[i]
         try:
-            return from_uint8(np.array(self._load(path, self.image_size))), text
+            return {"x": from_uint8(np.array(self._load(path, self.image_size))), "caption": text}
         except OSError as exc:
             raise DitkitError(f"cannot decode image {path}: {exc}") from None
 
