@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 _OVERRIDES = {  # small-model flags → DiTConfig fields, so a tiny DiT needs no config file
     "depth": (int, "override the number of transformer blocks"),
@@ -25,9 +25,21 @@ _TYPES = {"int": int, "float": float, "str": str}
 _REQUIRED = {"data"}  # the library defaults to mnist; on the command line the data is always named
 
 
+def _add_nested(group, f) -> None:
+    """Flags for the sub-fields of a dataclass field (``--diffusion-steps`` → ``diffusion.diffusion_steps``)."""
+    defaults = f.default_factory()
+    for name, (help_text, choices) in f.metadata["nested"].items():
+        default = getattr(defaults, name)
+        group.add_argument("--" + name.replace("_", "-"), dest=f"{f.name}__{name}", type=type(default),
+                           default=default, choices=choices, metavar=None if choices else name.split("_")[-1].upper(),
+                           help=f"{help_text} (default {default})")
+
+
 def _add_field(group, f) -> None:
     """One flag for one TrainConfig field: its type, default and help (with the default shown)."""
     meta, default = f.metadata, f.default
+    if "nested" in meta:
+        return _add_nested(group, f)
     flag = "--" + f.name.replace("_", "-")
     kind = str(f.type).replace(" | None", "")
     common = {"dest": f.name, "help": meta["help"]}
@@ -74,6 +86,9 @@ def config_from_args(args):
     from ..training import TrainConfig
 
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    for f in fields(TrainConfig):
+        if "nested" in f.metadata:
+            values[f.name] = replace(f.default_factory(), **{n: getattr(args, f"{f.name}__{n}") for n in f.metadata["nested"]})
     values["model_overrides"] = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
     return TrainConfig(**values)
 

@@ -3,14 +3,15 @@
 Each field carries its command-line help in its metadata; ``ditkit train`` builds its flags from these
 fields (``cli/train.py``), so a default is written once, here, and every flag lands in ``train_config.json``.
 Metadata keys: ``help``; optional ``group`` (help section), ``flag`` (another flag name), ``choices``,
-``metavar``, ``cli`` (False: not a flag).
+``metavar``, ``cli`` (False: not a flag), ``nested`` (a dataclass field: its sub-fields that are flags, with help).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from ..diffusion import DiffusionConfig
 from ..errors import DitkitError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -20,6 +21,8 @@ def knob(default, help: str, **meta):
     """A TrainConfig field with its command-line help (and optional flag settings) in the metadata."""
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=dict(meta, help=help))
+    if is_dataclass(default):
+        return field(default_factory=lambda: replace(default), metadata=dict(meta, help=help))
     return field(default=default, metadata=dict(meta, help=help))
 
 
@@ -51,8 +54,10 @@ class TrainConfig:
     ema_warmup: bool = knob(False, "EMA warm-up min(decay, (1+t)/(10+t)) for short runs", group="recipe")
     max_grad_norm: float | None = knob(None, "clip gradients to this norm (default: off; the paper does not "
                                        "clip)", group="recipe")
-    diffusion_steps: int = knob(1000, "steps of the training diffusion process", group="recipe")
-    noise_schedule: str = knob("linear", "beta schedule", group="recipe", choices=("linear", "cosine"))
+    # the process, as stored in checkpoints; learn_sigma follows the model's output (resolved at start-up)
+    diffusion: DiffusionConfig = knob(DiffusionConfig(), "the diffusion process", group="recipe", nested={
+        "diffusion_steps": ("steps of the training diffusion process", None),
+        "noise_schedule": ("beta schedule", ("linear", "cosine"))})
     seed: int = knob(0, "global seed", group="recipe")
     # -- speed and memory
     precision: str = knob("auto", "auto (bf16 where the hardware does it natively: CUDA with bf16, or a CPU "
@@ -82,13 +87,17 @@ class TrainConfig:
     progress: bool = knob(True, "no progress bar", group="outputs")
 
     def __post_init__(self):
+        if isinstance(self.diffusion, dict):
+            self.diffusion = DiffusionConfig.from_dict(self.diffusion)
         problems = []
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("max_steps", "global_batch_size", "ckpt_every", "log_every", "sample_count",
-                     "sample_steps", "diffusion_steps", "fid_samples"):
+                     "sample_steps", "fid_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.diffusion.diffusion_steps < 1:
+            problems.append(f"diffusion_steps must be at least 1, got {self.diffusion.diffusion_steps}")
         for name in ("keep_last", "sample_every", "num_workers", "fid_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be ≥ 0, got {getattr(self, name)}")
@@ -107,4 +116,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        legacy = {k: data[k] for k in ("diffusion_steps", "noise_schedule") if k in data}  # before DiffusionConfig
+        if legacy:
+            data = {**data, "diffusion": {**legacy, **(data.get("diffusion") or {})}}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
@@ -64,13 +65,11 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
                 "run_dir": run_dir, "already_done": True}
     data = open_data(config, d)
     model_config = model_config_for(config, data, resumed)
+    config = replace(config, diffusion=replace(config.diffusion, learn_sigma=model_config.learn_sigma))
     order = data_order(config, d, data)
-    diffusion = create_diffusion(None, noise_schedule=config.noise_schedule, learn_sigma=model_config.learn_sigma,
-                                 diffusion_steps=config.diffusion_steps)
+    diffusion = create_diffusion(None, **config.diffusion.to_dict())
     meta = {"config": config.to_dict(), "model_config": model_config.to_dict(), "codec": data.codec.to_config(),
-            "class_names": list(data.dataset.class_names) or None,
-            "diffusion": {"diffusion_steps": config.diffusion_steps, "noise_schedule": config.noise_schedule,
-                          "learn_sigma": model_config.learn_sigma},
+            "class_names": list(data.dataset.class_names) or None, "diffusion": config.diffusion.to_dict(),
             "precision": {"requested": requested_precision, "resolved": config.precision}}
     state, notes = build_state(config, d, model_config, resumed, meta)
     objective = objective or DiffusionObjective(diffusion)
