@@ -1,9 +1,11 @@
 """UniDiffuser's objective: independent per-sample timesteps, summed noise-prediction losses, and a tiny
 U-ViT that learns through ditkit's training step (AdamW, EMA)."""
 
+import pytest
 import torch
 
 from ditkit.diffusion.vp_schedule import DiscreteVPSchedule
+from ditkit.errors import DitkitError
 from ditkit.models.uvit import UViT, UViTConfig
 from ditkit.training import StepSettings, TrainState, train_step
 from ditkit.training.ema import make_ema
@@ -56,3 +58,29 @@ def test_tiny_uvit_learns_through_the_training_step():
     assert state.step == 60 and set(stats) >= {"loss", "mse_img", "mse_clip_img", "mse_text"}
     assert evaluate() < 0.8 * before
     assert not torch.equal(state.ema.pos_embed, model.pos_embed)  # the EMA follows, behind
+
+
+def test_captioned_shapes_to_a_training_batch_and_steps():
+    from ditkit.data.captions import ComposedShapesDataset
+    from ditkit.models.caption_decoder import build_vocab
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+
+    data = ComposedShapesDataset(image_size=16, split="train", length=8)
+    images, captions = torch.stack([data[i]["x"] for i in range(8)]), [data.caption(i) for i in range(8)]
+    uni = UniDiffuser.build(image_size=16, uvit=dict(embed_dim=32, depth=2, num_heads=2, text_dim=8, patch_size=4),
+                            text_encoder={"type": "text", "spec": "chars", "max_length": 24}, image_encoder="pooled:2",
+                            vocab=build_vocab(captions), decoder=dict(width=32, depth=1, heads=2))
+    batch = uni.training_batch(images, captions, torch.Generator().manual_seed(0))
+    assert {k: tuple(v.shape) for k, v in batch.items()} == {"img": (8, 3, 16, 16), "clip_img": (8, 1, 12),
+                                                             "text": (8, 24, 8)}
+    assert not batch["text"].requires_grad  # the reduction is frozen while the U-ViT trains
+    net = uni.uvit.train()
+    state = TrainState(model=net, net=net, ema=make_ema(net),
+                       optimizer=torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0))
+    objective = UniDiffuserObjective()
+    before = objective(net, batch, torch.Generator().manual_seed(1))["loss"].mean().item()
+    for _ in range(30):
+        train_step(state, objective, batch, StepSettings(device_type="cpu"))
+    assert objective(net, batch, torch.Generator().manual_seed(1))["loss"].mean().item() < before
+    with pytest.raises(DitkitError, match="8 images but 7 captions"):
+        uni.training_batch(images, captions[:7])

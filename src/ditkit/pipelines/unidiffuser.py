@@ -220,6 +220,17 @@ class UniDiffuser(nn.Module):
     def decode_text(self, text: torch.Tensor, beam_size: int = 5) -> list[str]:
         return self.caption_decoder.generate(text, beam_size=beam_size)
 
+    @torch.no_grad()
+    def training_batch(self, images: torch.Tensor, captions: list[str], generator=None) -> dict:
+        """Images (N,C,H,W) in [-1,1] and their captions → the batch ``UniDiffuserObjective`` trains on. The
+        codec, encoders and ``encode_prefix`` are frozen here (the reduction is trained with the caption decoder
+        first, as the official model's)."""
+        if len(captions) != images.shape[0]:
+            raise DitkitError(f"got {images.shape[0]} images but {len(captions)} captions.")
+        batch = self.encode_images(images.float().to(self.device), generator)
+        batch["text"] = self.encode_prompts(captions)  # (N, T, text_dim)
+        return batch
+
     # ---- generation ---------------------------------------------------------------------------------
 
     @torch.no_grad()
