@@ -239,14 +239,19 @@ def test_bundled_models_by_name(capsys, tmp_path, monkeypatch, pixel_ckpt):
 
 @pytest.mark.parametrize("args, message", [
     (["--classes", "3,10"], "class label 10 is out of range"),
-    (["--classes", "a,b"], "comma-separated"),
+    (["--classes", "class 2,dog"], "unknown class 'dog'; this model's classes are: class 0, class 1"),
+    (["--classes", ","], "at least one class"),
+    (["--cfg-scale", "nan"], "expected a finite number, got 'nan'"),
+    (["--cfg-scale", "inf"], "expected a finite number, got 'inf'"),
+    (["--cfg-scale=-inf"], "expected a finite number"),
+    (["--sampler", "ddim", "--eta", "nan"], "expected a finite number"),
+    (["--sampler", "dpm++", "--eta", "0.5"], "the dpm++ sampler has no option 'eta'"),
     (["--num-samples", "2", "--steps", "0"], "steps"),
     (["--num-samples", "2", "--sampler", "euler"], "invalid choice"),
     (["--num-samples", "2", "--vae", "none", "--npz"], "--npz needs decoded images"),
     (["--num-samples", "2", "--guided-channels", "7"], "guided channels"),
     (["--num-samples", "0"], "at least 1"),
     (["--num-samples", "1", "--device", "tpu9"], "unknown device"),
-    ([], "--num-samples"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, tmp_path, pixel_ckpt, args, message):
     code, _, err = cli(capsys, "sample", "--checkpoint", pixel_ckpt, *args, "--out", tmp_path / "run")
@@ -336,3 +341,64 @@ def test_torchrun_two_processes_share_the_work_and_resume(capsys, tmp_path, pixe
     assert images.shape == (20, 8, 8, 3) and len({im.tobytes() for im in images}) == 20
     assert np.bincount(labels, minlength=10).tolist() == [2] * 10
     assert json.loads((out / "run.json").read_text())["runtime"]["world_size"] == 2
+
+
+@pytest.mark.slow  # the real bundled model at the default 250 DDPM steps (~10 s of CPU)
+def test_no_flags_draws_one_sample_per_class_of_the_default_model_as_a_grid(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = cli(capsys, "sample")  # the first command a new user types: the bundled mnist-dit
+    assert code == 0, err
+    out = tmp_path / "ditkit-samples"
+    assert list(pngs(out)) == [f"{i:06d}_class{i}.png" for i in range(10)]
+    size = png_array(out / "samples" / "000000_class0.png").shape[0]
+    # 10 distinct classes: a near-square grid, 4 columns and 3 rows, 2-pixel padding
+    assert png_array(out / "grid.png").shape[:2] == (2 + 3 * (size + 2), 2 + 4 * (size + 2))
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["steps"] == 250 and run["settings"]["sampler"] == "ddpm"
+    assert "10 samples in" in stdout and "\r" not in err  # stderr is not a terminal: plain progress lines
+    assert 1 <= len([line for line in err.splitlines() if "sampling (ddpm)" in line]) <= 11
+
+
+def test_classes_by_the_names_the_checkpoint_stores(capsys, tmp_path, pixel_ckpt):
+    out = tmp_path / "named"
+    code, _, err = cli(capsys, "sample", "--checkpoint", pixel_ckpt, "--classes", "class 3, CLASS 1,4", *FAST,
+                       "--out", out)
+    assert code == 0, err
+    assert list(pngs(out)) == ["000000_class3.png", "000001_class1.png", "000002_class4.png"]
+    assert json.loads((out / "run.json").read_text())["settings"]["classes"] == [3, 1, 4]
+    # the same classes by number resume the same run: nothing left to draw
+    code, stdout, _ = cli(capsys, "sample", "--checkpoint", pixel_ckpt, "--classes", "3,1,4", *FAST, "--out", out)
+    assert code == 0 and "(3 already there)" in stdout
+
+
+@pytest.mark.parametrize("model, classes, expected", [
+    ("mnist-dit", "7,3", ["000000_class7.png", "000001_class3.png"]),
+    ("shapes-dit", "cyan diamond,Red Circle", ["000000_class7.png", "000001_class0.png"]),
+])
+def test_class_names_of_the_bundled_models(capsys, tmp_path, model, classes, expected):
+    out = tmp_path / model
+    code, _, err = cli(capsys, "sample", "--checkpoint", model, "--classes", classes, "--steps", "1", "--sampler",
+                       "ddim", "--out", out)
+    assert code == 0, err
+    assert list(pngs(out)) == expected
+    code, _, err = cli(capsys, "sample", "--checkpoint", model, "--classes", "giraffe", "--out", tmp_path / "x")
+    assert code == 2 and "unknown class 'giraffe'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eta_is_a_ddim_option_recorded_for_resume(capsys, tmp_path, pixel_ckpt):
+    base = ["sample", "--checkpoint", pixel_ckpt, "--classes", "1,2", *FAST]
+    assert cli(capsys, *base, "--out", tmp_path / "a")[0] == 0
+    assert cli(capsys, *base, "--eta", "1", "--out", tmp_path / "b")[0] == 0
+    assert pngs(tmp_path / "a") != pngs(tmp_path / "b")
+    run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run["settings"]["eta"] == 1.0 and "--eta 1.0" in run["command"]
+    assert "eta" not in json.loads((tmp_path / "a" / "run.json").read_text())["settings"]
+    code, _, err = cli(capsys, *base, "--eta", "0.5", "--out", tmp_path / "b")
+    assert code == 2 and "different settings (eta)" in err
+
+
+def test_heun_from_the_command_line(capsys, tmp_path, pixel_ckpt):
+    code, _, err = cli(capsys, "sample", "--checkpoint", pixel_ckpt, "--classes", "5", "--sampler", "heun",
+                       "--steps", "3", "--out", tmp_path / "h")
+    assert code == 0, err
+    assert list(pngs(tmp_path / "h")) == ["000000_class5.png"]

@@ -3,45 +3,63 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 
 from ..pipelines import DEFAULT_VAE, SAMPLERS, SampleSettings, sample_to_folder
 
 
-def _class_list(text: str) -> tuple[int, ...]:
+def _class_list(text: str) -> tuple[str, ...]:
+    """Comma-separated class numbers or names; names are checked against the checkpoint once it is loaded."""
+    classes = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not classes:
+        raise argparse.ArgumentTypeError("expected at least one class number or name")
+    return classes
+
+
+def finite_float(text: str) -> float:
     try:
-        labels = tuple(int(part) for part in text.split(",") if part.strip())
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated class numbers like 0,3,7, got {text!r}")
-    if not labels:
-        raise argparse.ArgumentTypeError("expected at least one class number")
-    return labels
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _sampler_help() -> str:
+    about = "; ".join(f"{name} ({spec.about})" for name, spec in SAMPLERS.items())
+    return f"{about}; default ddpm"
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "sample", help="draw samples from a checkpoint (PNG per sample, grid, optional ADM .npz)",
-        description="Draw samples from a DiT checkpoint. Works under torchrun (ranks share the samples); "
-                    "re-running the same command resumes an interrupted run.")
+        description="Draw samples from a DiT checkpoint; with no flags, one sample per class of the bundled "
+                    "default model, as a grid. Works under torchrun (ranks share the samples); re-running the "
+                    "same command resumes an interrupted run.")
     p.add_argument("--checkpoint", metavar="PATH", help="ditkit checkpoint folder, official DiT .pt file, an "
                                                        "official name like DiT-XL/2-256 (downloaded once), or a "
                                                        "bundled model's name (mnist-dit, shapes-dit); "
                                                        "default: mnist-dit, bundled with ditkit")
-    p.add_argument("--classes", type=_class_list, metavar="0,1,…", help="comma-separated class labels, one sample each "
-                                                       "(with --num-samples: cycled through)")
+    p.add_argument("--classes", type=_class_list, metavar="3,7|cat,dog",
+                   help="comma-separated class numbers or the checkpoint's class names, one sample each (with "
+                        "--num-samples: cycled through); default: every class once")
     p.add_argument("--num-samples", type=int, help="number of samples; on a class-conditional model "
                                                    "spread evenly over the classes (sample i gets class i mod K)")
-    p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (1 = none; "
-                                                               "the paper uses 1.5 for FID, 4 for visuals)")
+    p.add_argument("--cfg-scale", type=finite_float, default=1.0, help="classifier-free guidance scale (1 = none; "
+                                                                      "the paper uses 1.5 for FID, 4 for visuals)")
     p.add_argument("--guided-channels", type=int, help="guide only the first K channels (3 reproduces the "
                                                        "official code; default: all, the standard form)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
-                   help="ddpm (ancestral, the paper's), ddim (deterministic, eta 0) or dpm++ (DPM-Solver++ 2M, "
-                        "fewest steps); default ddpm")
-    p.add_argument("--steps", type=int, help="sampling steps (default: ddpm 250, ddim 50, dpm++ 20)")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default="ddpm", help=_sampler_help())
+    defaults = ", ".join(f"{name} {spec.default_steps}" for name, spec in SAMPLERS.items())
+    p.add_argument("--steps", type=int, help=f"sampling steps (default: {defaults})")
+    p.add_argument("--eta", type=finite_float, help="DDIM's noise: 0 deterministic (default), 1 ancestral "
+                                                    "(ddim only)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same images (per sample index)")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (per process)")
+    p.add_argument("--batch-size", type=int, default=32, help="most samples per forward pass (per process); "
+                                                              "a smaller request runs at its own size")
     p.add_argument("--vae", metavar="ID|PATH|none", help=f"decoder: hub id or local AutoencoderKL folder, or 'none' to save raw latents "
                                  f"(default: the checkpoint's codec; {DEFAULT_VAE} for official checkpoints)")
     p.add_argument("--num-heads", type=int, help="attention heads, for official checkpoints of no paper size "
@@ -60,7 +78,7 @@ def run(args) -> int:
     settings = SampleSettings(
         checkpoint=args.checkpoint, classes=args.classes, num_samples=args.num_samples, sampler=args.sampler,
         steps=args.steps, cfg_scale=args.cfg_scale, guided_channels=args.guided_channels, seed=args.seed,
-        vae=args.vae, num_heads=args.num_heads)
+        vae=args.vae, num_heads=args.num_heads, eta=args.eta)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         summary = sample_to_folder(settings, args.out, batch_size=args.batch_size, npz=args.npz,

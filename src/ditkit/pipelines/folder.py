@@ -28,10 +28,12 @@ from safetensors.torch import load_file, save
 from ..errors import DitkitError
 from ..version import __version__
 from ..distributed import process_group
-from ..diffusion import get_sampler
+from ..fileio import atomic_write, atomic_write_json
 from .generate import effective_diffusion_config, generate_batches, plan_sampling
-from .images import atomic_write, make_grid, read_png, save_png, write_npz
+from .images import make_grid, read_png, save_png, write_npz
+from .labels import classes_to_labels
 from .loading import load_codec, load_for_sampling
+from .settings import SamplingSettings
 
 _SAMPLE_NAME = re.compile(r"^(\d+)(?:_class(\d+))?\.(png|safetensors)$")
 
@@ -41,7 +43,7 @@ class SampleSettings:
     """Everything that decides which images a run makes (and so must match when resuming)."""
 
     checkpoint: str | None = None  # None: the bundled default model
-    classes: tuple[int, ...] | None = None
+    classes: tuple[int | str, ...] | None = None  # numbers or the checkpoint's class names; None: every class
     num_samples: int | None = None
     sampler: str = "ddpm"
     steps: int | None = None  # None: the sampler's default
@@ -50,6 +52,14 @@ class SampleSettings:
     seed: int = 0
     vae: str | None = None  # None: the checkpoint's codec; "none": keep raw latents
     num_heads: int | None = None  # official checkpoints do not store it; None: inferred
+    eta: float | None = None  # DDIM's noise (None: the sampler's default, 0)
+
+    def sampling(self, labels: list[int] | None, batch_size: int) -> SamplingSettings:
+        """The pipeline's settings, with ``classes`` resolved to label numbers."""
+        return SamplingSettings(labels=None if labels is None else tuple(labels), num_samples=self.num_samples,
+                                sampler=self.sampler, steps=self.steps, cfg_scale=self.cfg_scale,
+                                guided_channels=self.guided_channels, seed=self.seed, batch_size=batch_size,
+                                options={} if self.eta is None else {"eta": self.eta})
 
     def command(self, *, batch_size: int, npz: bool, out: Path) -> str:
         """A ``ditkit sample`` command line that reproduces this run."""
@@ -68,6 +78,8 @@ class SampleSettings:
             parts += ["--vae", self.vae]
         if self.num_heads is not None:
             parts += ["--num-heads", str(self.num_heads)]
+        if self.eta is not None:
+            parts += ["--eta", str(self.eta)]
         parts += ["--out", str(out)] + (["--npz"] if npz else [])
         return shlex.join(parts)
 
@@ -86,11 +98,13 @@ def _existing_samples(folder: Path, suffix: str) -> dict[int, Path]:
     return found
 
 
-def _settings_record(settings: SampleSettings, loaded, steps: int) -> dict:
+def _settings_record(settings: SampleSettings, loaded, labels: list[int] | None, steps: int) -> dict:
     record = asdict(settings)
     record["checkpoint"] = loaded.checkpoint  # the resolved path (the bundled default included)
-    record["classes"] = None if settings.classes is None else list(settings.classes)
+    record["classes"] = labels  # as numbers: "cat" and its number resume the same run
     record["steps"] = steps
+    if settings.eta is None:
+        del record["eta"]  # runs that never set it keep the record (and resume) they had
     vae = settings.vae
     if vae is not None and vae.lower() != "none" and Path(vae).exists():
         vae = str(Path(vae).resolve())
@@ -136,14 +150,13 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         codec = load_codec(loaded, settings.vae, device=device)
         if npz and codec is None:
             raise DitkitError("--npz needs decoded images; drop --vae none")
-        steps = get_sampler(settings.sampler).default_steps if settings.steps is None else settings.steps
-        request = dict(labels=settings.classes, num_samples=settings.num_samples, codec=codec,
-                       sampler=settings.sampler, steps=steps, cfg_scale=settings.cfg_scale,
-                       guided_channels=settings.guided_channels, seed=settings.seed, batch_size=batch_size,
-                       diffusion_config=loaded.diffusion_config)
-        plan = plan_sampling(model, **request)  # bad input fails here, before the folder is touched
-        total, labels = plan.total, plan.labels
-        record = _settings_record(settings, loaded, steps)
+        labels = None if settings.classes is None else \
+            classes_to_labels(settings.classes, loaded.class_names, model.config.num_classes)
+        sampling = settings.sampling(labels, batch_size)
+        # bad input fails here, before the folder is touched
+        plan = plan_sampling(model, sampling, codec=codec, diffusion_config=loaded.diffusion_config)
+        total = plan.total
+        record = _settings_record(settings, loaded, labels, sampling.resolved_steps)
         model_config = model.config.to_dict()
         sample_dir = out / ("latents" if codec is None else "samples")
         suffix = "safetensors" if codec is None else "png"
@@ -165,17 +178,17 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
                 "class_names": loaded.class_names,
                 "runtime": {"batch_size": batch_size, "device": str(device), "world_size": ranks.world_size},
             }
-            atomic_write(out / "run.json", lambda f: f.write(json.dumps(run_info, indent=2).encode() + b"\n"))
+            atomic_write_json(out / "run.json", run_info)
         ranks.barrier()
 
         done = _existing_samples(sample_dir, suffix)
         missing = [i for i in range(total) if i not in done]
         mine = missing[ranks.rank::ranks.world_size]
-        batches = generate_batches(model, **request, progress=progress and ranks.is_main, sample_indices=mine,
-                                   device=device)
+        batches = generate_batches(model, sampling, codec=codec, diffusion_config=loaded.diffusion_config,
+                                   progress=progress and ranks.is_main, sample_indices=mine, device=device)
         for batch in batches:
             for position, index in enumerate(batch.indices):
-                name = sample_name(index, None if labels is None else labels[index])
+                name = sample_name(index, None if plan.labels is None else plan.labels[index])
                 if codec is None:
                     data = save({"latent": batch.latents[position].contiguous()})
                     atomic_write(sample_dir / f"{name}.safetensors", lambda f, data=data: f.write(data))
@@ -186,7 +199,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         summary = {"out": str(out), "num_samples": total, "skipped": total - len(missing),
                    "generated": len(mine), "rank": ranks.rank, "world_size": ranks.world_size, "written": []}
         if ranks.is_main:
-            summary["written"] = _gather(out, sample_dir, suffix, total, labels, npz)
+            summary["written"] = _gather(out, sample_dir, suffix, total, plan.labels, npz)
         ranks.barrier()  # keep the group alive until rank 0 is done reading
     return summary
 
