@@ -84,3 +84,23 @@ def test_captioned_shapes_to_a_training_batch_and_steps():
     assert objective(net, batch, torch.Generator().manual_seed(1))["loss"].mean().item() < before
     with pytest.raises(DitkitError, match="8 images but 7 captions"):
         uni.training_batch(images, captions[:7])
+
+
+def test_caption_decoder_trains_with_its_reduction_through_the_training_step():
+    from ditkit.codecs.char_text import CharTextCodec
+    from ditkit.models.caption_decoder import WordPrefixDecoder, build_vocab
+    from ditkit.training.unidiffuser_objective import CaptionDecoderObjective
+
+    captions = ["a large red circle in the top left", "a small blue star left of a large green square",
+                "there is a small white cross at the top", "a small red square on the right"]
+    torch.manual_seed(0)
+    text = CharTextCodec(max_length=48)
+    decoder = WordPrefixDecoder(build_vocab(captions), text_width=text.width, text_dim=8, width=32, depth=2, heads=2)
+    batch = {"states": text.encode(captions).states, "ids": decoder.ids_of(captions, 16)}
+    state = TrainState(model=decoder, net=decoder, ema=make_ema(decoder),
+                       optimizer=torch.optim.AdamW(decoder.parameters(), lr=1e-2, weight_decay=0))
+    for _ in range(120):
+        stats = train_step(state, CaptionDecoderObjective(), batch, StepSettings(device_type="cpu"))
+    assert stats["loss"].item() < 0.05
+    latents = decoder.encode_prefix(batch["states"])  # what the U-ViT's text tokens will be
+    assert decoder.eval().generate(latents) == captions

@@ -78,12 +78,16 @@ class PrefixDecoder(nn.Module):
 
     def loss(self, latents: torch.Tensor, captions: Sequence[str], max_tokens: int = 24) -> torch.Tensor:
         """Teacher-forced cross-entropy of ``captions`` (then <eos>) after the prefix of ``latents``."""
+        return self.token_losses(latents, self.ids_of(captions, max_tokens).to(latents.device)).mean()
+
+    def token_losses(self, latents: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """(B,) mean cross-entropy per caption of token ``ids`` (B, L) (-100 = padding) after the prefix."""
         self._check(latents)
-        ids = self.ids_of(captions, max_tokens).to(latents.device)  # (B, L)
         prefix = self.decode_prefix(latents)  # (B, T, W)
         logits = self.logits(torch.cat([prefix, self.embed_tokens(ids.clamp(min=0))], dim=1))  # (B, T+L, V)
         predicted = logits[:, prefix.shape[1] - 1:-1]  # (B, L, V): position T-1+i predicts token i
-        return F.cross_entropy(predicted.reshape(-1, predicted.shape[-1]), ids.reshape(-1), ignore_index=-100)
+        per_token = F.cross_entropy(predicted.transpose(1, 2), ids, ignore_index=-100, reduction="none")  # (B, L)
+        return per_token.sum(1) / (ids != -100).sum(1).clamp(min=1)
 
     @torch.no_grad()
     def generate(self, latents: torch.Tensor, beam_size: int = 5, max_tokens: int = 24) -> list[str]:

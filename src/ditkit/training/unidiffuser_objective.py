@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..diffusion.vp_schedule import stable_diffusion_betas
 
-__all__ = ["UniDiffuserObjective"]
+__all__ = ["UniDiffuserObjective", "CaptionDecoderObjective"]
 
 MODALITIES = ("img", "clip_img", "text")
 
@@ -59,3 +59,16 @@ class UniDiffuserObjective:
                   for k, p in zip(MODALITIES, preds)}  # (N,) each
         losses["loss"] = losses["mse_img"] + losses["mse_clip_img"] + losses["mse_text"]
         return losses
+
+
+class CaptionDecoderObjective:
+    """The caption decoder's objective (trained before the U-ViT, as the official one): frozen text-encoder
+    states → ``encode_prefix`` (the 64-d reduction, learned here) → the decoder's cross-entropy of the caption.
+
+    batch: ``states`` (N, L, W) the frozen encoder's states, ``ids`` (N, Lc) the caption's token ids
+    (``decoder.ids_of(captions, Lc)``; -100 pads). ``net`` is the decoder.
+    """
+
+    def __call__(self, net, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        latents = net.encode_prefix(batch["states"])  # (N, L, text_dim)
+        return {"loss": net.token_losses(latents, batch["ids"])}  # (N,)
