@@ -46,6 +46,14 @@ def test_generate_writes_downloads_and_a_command_that_redraws_the_images(cache, 
         assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(out / "samples" / png.name)))
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++", "heun"])
+def test_progress_is_per_step_for_every_sampler(cache, tmp_path, sampler):
+    progress = []
+    generation.generate(_request(sampler=sampler, steps=3, num_images=1), cache, out_root=tmp_path,
+                        report=lambda d, t: progress.append((d, t)))
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_random_seed_is_reported_and_reproducible(cache, tmp_path):
     first = generation.generate(_request(seed=None, num_images=2), cache, out_root=tmp_path)
     again = generation.generate(_request(seed=first.seed, num_images=2), cache, out_root=tmp_path)

@@ -85,23 +85,27 @@ def _labels(conditioning, request: GenerateRequest) -> list[int] | None:
 
 
 class StepCounter:
-    """Counts network evaluations (a forward hook) and reports them as sampling progress.
+    """Per-step sampling progress from the network's own inputs (a forward pre-hook on the model).
 
-    Every sampler evaluates the network once per step per batch (guidance batches both halves into one
-    forward), so the count is per-step progress whatever sampler the registry hands out.
+    A step is a new timestep: samplers that evaluate the network more than once per step (Heun's corrector,
+    the guided and unguided halves) reuse a step's timesteps, so the count is in steps for every sampler in
+    the registry. A timestep above the last one starts the next batch.
     """
 
     def __init__(self, model, total: int, report: Callable[[int, int], None] | None):
-        self.model, self.total, self.report, self.done = model, max(1, total), report, 0
-        self.handle = None
+        self.model, self.total, self.report = model, max(1, total), report
+        self.done, self.last, self.handle = 0, None, None
 
-    def _hook(self, module, inputs, output):
-        self.done += 1
-        if self.report is not None:
-            self.report(min(self.done, self.total), self.total)
+    def _hook(self, module, args, kwargs):
+        t = args[1] if len(args) > 1 else kwargs.get("t")
+        now = float(t.max()) if hasattr(t, "max") else float(t)
+        if now != self.last:
+            self.done, self.last = self.done + 1, now
+            if self.report is not None:
+                self.report(min(self.done, self.total), self.total)
 
     def __enter__(self):
-        self.handle = self.model.register_forward_hook(self._hook)
+        self.handle = self.model.register_forward_pre_hook(self._hook, with_kwargs=True)
         return self
 
     def __exit__(self, *exc):
@@ -139,7 +143,8 @@ def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder:
     checkpoint = spec if spec in bundled_models() else loaded.checkpoint
     settings = SampleSettings(checkpoint=checkpoint, classes=None if labels is None else tuple(labels),
                               num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed)
-    with lock, StepCounter(model.model, steps, report):
+    batches = 1  # the whole request in one batch (the command below says --batch-size n)
+    with lock, StepCounter(model.model, steps * batches, report):
         out = sample(model.model, labels=settings.classes, num_samples=n, codec=model.codec, sampler=settings.sampler,
                      steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False,
                      diffusion_config=loaded.diffusion_config, device=device)

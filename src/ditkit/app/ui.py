@@ -104,18 +104,22 @@ def _model_inputs(gr, settings: AppSettings, cache: ModelCache) -> dict:
 
 
 def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
-    from ..pipelines import SAMPLERS
+    from ..diffusion import SAMPLERS
 
     c = _model_inputs(gr, settings, cache)
     with gr.Row():
         scale = gr.Number(4.0, label="Guidance scale", info="1 = none; 4 for visuals", elem_id="cfg-scale")
-        sampler = gr.Dropdown(list(SAMPLERS), value="ddim" if "ddim" in SAMPLERS else SAMPLERS[0], label="Sampler")
+        sampler = gr.Dropdown([(f"{name} — {spec.about}" if spec.about else name, name)
+                               for name, spec in SAMPLERS.items()], value="ddim", label="Sampler",
+                              info="the sampler registry; choosing one sets its default steps", elem_id="sampler")
         steps = gr.Slider(1, 250, value=25, step=1, label="Steps", elem_id="steps")
     with gr.Row():
         seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id="seed")
         random_seed = gr.Checkbox(False, label="random seed")
         count = gr.Slider(1, settings.max_images, value=min(8, settings.max_images), step=1,
                           label=f"Images (at most {settings.max_images})", elem_id="num-images")
+    sampler.change(lambda name: gr.update(value=min(SAMPLERS[name].default_steps, 250)), sampler, steps,
+                   show_progress="hidden")
     button = gr.Button("Generate", variant="primary", elem_id="generate-button")
     gallery = gr.Gallery(label="Samples", columns=8, height=300, format="png", elem_id="gallery",
                          elem_classes=["pixelated"], object_fit="contain")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 
+_ABOUT = ("Start ditkit's web app (Gradio) on this machine: a Generate tab (bundled models, checkpoints, "
+          "UniDiffuser models), a Train-monitor tab (loss/FID curves, EMA grids of a run folder) and a "
+          "Model-explorer tab (Gflops, parameters, tokens). Local only; no share links, no telemetry. "
+          'Needs the app extra: pip install "ditkit[app]".')
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "app", help="start a local web app: generate images, monitor training runs, explore model sizes",
-        description="Start ditkit's web app (Gradio) on this machine: a Generate tab (any bundled model or "
-                    "checkpoint), a Train-monitor tab (loss/FID curves, EMA grids of a run folder) and a "
-                    "Model-explorer tab (Gflops, parameters, tokens). Local only; no share links. "
-                    'Needs the app extra: pip install "ditkit[app]".')
+    help_line = "start a local web app: generate images, monitor training runs, explore model sizes"
+    p = subparsers.add_parser("app", help=help_line, description=_ABOUT)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
                                                        "only; 0.0.0.0 opens it to your network)")
     p.add_argument("--port", type=int, help="port (default: 7860, or the next free one)")
