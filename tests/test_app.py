@@ -185,6 +185,13 @@ def test_app_command_without_gradio_says_how_to_get_it(monkeypatch, capsys):
     assert 'pip install "ditkit[app]"' in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("flags, message", [(["--max-images", "0"], "--max-images"), (["--port", "70000"], "--port")])
+def test_app_command_refuses_bad_flags_in_one_line(capsys, flags, message):
+    assert main(["app", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
 def test_app_help_lists_its_flags(capsys):
     with pytest.raises(SystemExit):
         main(["app", "--help"])

@@ -37,6 +37,8 @@ def run(args) -> int:
     from ..app.ui import AppSettings
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DitkitError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
     serve(AppSettings(runs_dir=args.runs_dir, device=device, max_images=args.max_images), host=args.host,
           port=args.port)
     return 0
