@@ -41,8 +41,8 @@ def read_images(paths, notes: list[str]) -> torch.Tensor:
                 image = image.convert("L" if mode in ("L", "I", "I;16", "1") else "RGB")
         except (OSError, UnidentifiedImageError) as exc:
             raise DitkitError(f"cannot read the image {path} ({str(exc).splitlines()[0]}).") from None
-        if mode not in ("L", "RGB", "I", "I;16", "1"):
-            notes.append(f"{path.name}: converted {mode} to RGB")
+        if mode not in ("L", "RGB"):
+            notes.append(f"{path.name}: converted {mode} to {image.mode}")
         images.append(from_uint8(np.array(image)))  # (C, H, W)
     sizes = {tuple(i.shape) for i in images}
     if len(sizes) > 1:
