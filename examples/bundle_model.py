@@ -8,18 +8,23 @@ dataset into ``src/ditkit/assets/models/<data>-dit``, records in ``config.json``
 command(s), the step, the data and the ditkit version, then scores the result the way the README reports
 it (1,000 samples, 100 per class, DPM-Solver++ 20 steps, cfg 4, against the dataset's held-out split with
 its bundled classifier) and records those numbers too.
+
+Recorded commands hold no absolute paths, so anyone can replay the chain: run outputs are relative to the
+folder that holds the runs (``--out runs/mnist-bundled``), parents are bundled names (``mnist-dit``) or the
+run checkpoint a bundled copy was made from (``extra.bundled_from``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import tempfile
 from pathlib import Path
 
-from ditkit.checkpoints import load_checkpoint
+from ditkit.checkpoints import BUNDLED_MODELS_DIR, load_checkpoint
 from ditkit.cli import main as ditkit_main
 from ditkit.version import __version__
 
@@ -51,6 +56,39 @@ def command_history(train_record: dict) -> list[str]:
             return commands
 
 
+PATH_FLAGS = ("--out", "--init-from", "--latent-cache", "--data")
+
+
+def portable_path(value: str, runs_root: Path) -> str:
+    """A path as another machine can replay it: a bundled model by its name; a bundled copy by the run
+    checkpoint it was made from; anything else relative to the folder that holds the runs."""
+    path = Path(value)
+    if not path.is_absolute():
+        return value
+    if path.parent == BUNDLED_MODELS_DIR.resolve():
+        return path.name
+    bundled_from = _read_extra(path).get("bundled_from")
+    if bundled_from:
+        return bundled_from
+    return os.path.relpath(path, runs_root.parent)
+
+
+def _read_extra(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("extra") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def portable_command(command: str, runs_root: Path) -> str:
+    """``command`` with the paths after --out / --init-from / ... made portable (no absolute paths)."""
+    argv = shlex.split(command)
+    for i, arg in enumerate(argv[:-1]):
+        if arg in PATH_FLAGS and Path(argv[i + 1]).is_absolute():
+            argv[i + 1] = portable_path(argv[i + 1], runs_root)
+    return shlex.join(argv)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the ditkit train output folder")
@@ -66,15 +104,21 @@ def main() -> None:
     train_record = json.loads((run / "train_config.json").read_text())
     config = json.loads((ckpt / "config.json").read_text())
     step = config["extra"]["training_step"]
-    commands = command_history(train_record)
+    runs_root = run.resolve().parent  # recorded paths are relative to the folder that holds the runs
+    commands = [portable_command(c, runs_root) for c in command_history(train_record)]
+    train_config = dict(config["extra"].get("train_config") or {})
+    for key in ("out", "init_from", "latent_cache"):
+        if isinstance(train_config.get(key), str):
+            train_config[key] = portable_path(train_config[key], runs_root)
     config["extra"] = {
         "weights": "ema",
         "training_step": step,
         "training_command": commands[-1],
         "training_commands": commands,
         "training_data": train_record["data"],
-        "train_config": config["extra"].get("train_config"),
+        "train_config": train_config,
         "bundled_by": f"examples/bundle_model.py (ditkit {__version__})",
+        "bundled_from": os.path.relpath(ckpt.resolve(), runs_root.parent),
     }
     load_checkpoint(ckpt)  # refuse to bundle something that does not load
 

@@ -375,3 +375,50 @@ def test_info_bad_input_is_one_line_exit_2(tmp_path, capsys):
         assert main(["info", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("ditkit info: error:") and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Bundled models: their recorded training commands replay anywhere
+# --------------------------------------------------------------------------------------------
+
+
+def _bundle_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "bundle_model.py"
+    spec = importlib.util.spec_from_file_location("bundle_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundled_configs_record_no_absolute_paths():
+    bundled = checkpoints.bundled_models()
+    assert {"mnist-dit", "shapes-dit"} <= set(bundled)
+    for name, folder in bundled.items():
+        extra = json.loads((folder / "config.json").read_text())["extra"]
+        commands = [extra["training_command"], *extra["training_commands"]]
+        assert extra["training_command"] == extra["training_commands"][-1]
+        for command in commands:
+            for arg in command.split():
+                assert not arg.startswith(("/", "~")), f"{name}: absolute path {arg} in {command}"
+        assert "--out runs/" in extra["training_command"]
+        for key in ("out", "init_from"):
+            value = extra["train_config"].get(key)
+            assert value is None or not Path(value).is_absolute(), (name, key, value)
+        assert not Path(extra["bundled_from"]).is_absolute()
+
+
+def test_bundle_script_makes_recorded_paths_portable(tmp_path):
+    script = _bundle_script()
+    runs = tmp_path / "runs"
+    copy = tmp_path / "elsewhere" / "mnist-dit-step5500"  # a bundled copy outside the runs folder
+    copy.mkdir(parents=True)
+    (copy / "config.json").write_text(json.dumps({"extra": {"bundled_from": "runs/a/checkpoints/step-0005500"}}))
+    command = (f"ditkit train --data mnist --init-from {runs}/a/checkpoints/step-0003000 --out {runs}/b "
+               "--resume latest")
+    assert script.portable_command(command, runs) == (
+        "ditkit train --data mnist --init-from runs/a/checkpoints/step-0003000 --out runs/b --resume latest")
+    assert script.portable_path(str(copy), runs) == "runs/a/checkpoints/step-0005500"
+    assert script.portable_path(str(checkpoints.BUNDLED_MODELS_DIR / "mnist-dit"), runs) == "mnist-dit"
+    assert script.portable_path("mnist-dit", runs) == "mnist-dit"
