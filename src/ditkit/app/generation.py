@@ -71,7 +71,7 @@ def _check_numbers(request: GenerateRequest, max_images: int) -> int:
 
 def _labels(conditioning, request: GenerateRequest) -> list[int] | None:
     """Class names → labels; none chosen means every class in turn."""
-    if conditioning.kind == "none":
+    if conditioning.kind in ("none", "text"):
         return None
     if conditioning.kind != "class":
         raise DitkitError(f"this app cannot sample {conditioning.kind} models yet; use ditkit's library for them")
@@ -128,6 +128,14 @@ def generate(request: GenerateRequest, cache, *, out_root: str | Path, max_image
     return _generate_dit(request, spec, model, seed, folder, lock=cache.lock, device=cache.device, report=report)
 
 
+def _text_inputs(model, request: GenerateRequest) -> tuple[dict, dict]:
+    """A text model's prompt (empty = the null text) and negative prompt: (sampling changes, its codec)."""
+    if model.conditioning.kind != "text":
+        return {}, {}
+    negative = (request.negative_prompt or "").strip() or None
+    return {"prompts": ((request.prompt or "").strip(),), "negative_prompt": negative}, {"text_codec": model.text_codec}
+
+
 def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder: Path, *, lock, device,
                   report) -> GenerateResult:
     from ..checkpoints import bundled_models
@@ -137,18 +145,20 @@ def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder:
     if model.codec is None:
         raise DitkitError("this model's codec is not available, so its samples cannot be shown as images")
     labels = _labels(conditioning, request)
+    text, text_codec = _text_inputs(model, request)
     n, steps = int(request.num_images), int(request.steps)
     scale = float(request.cfg_scale) if conditioning.guidance else 1.0
     # A bundled name stays a name in the command (it works on any install); a path is made absolute.
     checkpoint = spec if spec in bundled_models() else loaded.checkpoint
     settings = SampleSettings(checkpoint=checkpoint, classes=None if labels is None else tuple(labels),
-                              num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed)
+                              num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed, **text)
     batches = 1  # the whole request in one batch (the command below says --batch-size n)
     with lock, StepCounter(model.model, steps * batches, report):
         out = sample(model.model, labels=settings.classes, num_samples=n, codec=model.codec, sampler=settings.sampler,
                      steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False,
-                     diffusion_config=loaded.diffusion_config, device=device)
-    captions = _captions(conditioning, out.labels, seed, len(out))
+                     diffusion_config=loaded.diffusion_config, device=device, **text, **text_codec)
+    captions = ([f"{text['prompts'][0] or '(no prompt)'} · #{i}" for i in range(len(out))] if text
+                else _captions(conditioning, out.labels, seed, len(out)))
     pngs, downloads = write_downloads(folder, out.images, out.labels)
     command = settings.command(batch_size=n, npz=True, out=Path("ditkit-samples"))
     return GenerateResult(images=out.images, captions=captions, pngs=pngs, downloads=downloads, command=command,

@@ -57,6 +57,7 @@ class AppModel:
     conditioning: Conditioning
     codec: object = None
     loaded: object = None  # pipelines.LoadedModel for DiTs (diffusion settings, class names)
+    text_codec: object = None  # text DiTs: their frozen text encoder
 
     def about(self) -> str:
         if self.conditioning.kind == "multimodal":
@@ -136,5 +137,10 @@ def _load(spec: str, device) -> AppModel:
         modes = Conditioning("multimodal", modes=list(MODES), mode_inputs=dict(MODE_INPUTS))
         return AppModel(model=model, checkpoint=str(Path(spec).resolve()), conditioning=modes)
     loaded = load_for_sampling(spec, device=device)
-    return AppModel(model=loaded.model, checkpoint=loaded.checkpoint, conditioning=describe(loaded),
-                    codec=load_codec(loaded, None, device=device), loaded=loaded)
+    conditioning, text_codec = describe(loaded), None
+    if conditioning.kind == "text":
+        from ..pipelines.text import load_text_codec
+
+        text_codec = load_text_codec(loaded.text_encoder_config, loaded.model, device=device)
+    return AppModel(model=loaded.model, checkpoint=loaded.checkpoint, conditioning=conditioning,
+                    codec=load_codec(loaded, None, device=device), loaded=loaded, text_codec=text_codec)
