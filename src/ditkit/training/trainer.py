@@ -18,11 +18,11 @@ import sys
 from dataclasses import replace
 
 import torch
-from tqdm.auto import tqdm
 
 from ..diffusion import create_diffusion
 from ..distributed import Dist, setup, teardown
 from ..fileio import atomic_write_json
+from ..progress import progress_bar
 from ..version import __version__
 from .build import (Data, build_state, check_writable, configure_machine, data_order, model_config_for,
                     on_main_then_share, open_data, read_resume)
@@ -31,6 +31,7 @@ from .hooks import CheckpointHook, EvalHook, LogHook, SampleGridHook, Window, ev
 from .outputs import MetricsLog, plot_curves
 from .state import TrainState
 from .step import DiffusionObjective, Objective, StepSettings, train_step
+from .text import open_text_data
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -63,16 +64,18 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     if resumed is not None and resumed["state"]["step"] >= config.max_steps:  # nothing left to do
         return {"step": resumed["state"]["step"], "loss": None, "checkpoint": resumed["path"],
                 "run_dir": run_dir, "already_done": True}
-    data = open_data(config, d)
-    model_config = model_config_for(config, data, resumed)
+    # captions (with a text encoder) train a text model; labels a class model
+    data, text = open_text_data(config, d) if config.text_encoder else (open_data(config, d), None)
+    model_config = model_config_for(text.with_model_fields(config) if text else config, data, resumed)
     config = replace(config, diffusion=replace(config.diffusion, learn_sigma=model_config.learn_sigma))
     order = data_order(config, d, data)
     diffusion = create_diffusion(None, **config.diffusion.to_dict())
     meta = {"config": config.to_dict(), "model_config": model_config.to_dict(), "codec": data.codec.to_config(),
             "class_names": list(data.dataset.class_names) or None, "diffusion": config.diffusion.to_dict(),
-            "precision": {"requested": requested_precision, "resolved": config.precision}}
+            "precision": {"requested": requested_precision, "resolved": config.precision},
+            "extra": text.extra() if text else {}}
     state, notes = build_state(config, d, model_config, resumed, meta)
-    objective = objective or DiffusionObjective(diffusion)
+    objective = objective or (text.objective(diffusion) if text else DiffusionObjective(diffusion))
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)
     metrics = _start_run_folder(config, d, run_dir, data, meta, notes, resumed, command_line) if d.is_main else None
@@ -82,13 +85,13 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     batches = _batches(data, order, state, d, config)
     window = Window(d, config.global_batch_size)
     window.last_checkpoint = resumed["path"] if resumed else None
-    bar = tqdm(total=config.max_steps, initial=state.step, desc="training", unit="step",
-               disable=not (config.progress and d.is_main), dynamic_ncols=True)
+    bar = progress_bar(total=config.max_steps, initial=state.step, desc="training", unit="step",
+                       disable=not (config.progress and d.is_main), dynamic_ncols=True)
     log = LogHook(window, metrics, bar, config.log_every, config.max_steps)
     hooks = [CheckpointHook(window, os.path.join(run_dir, "checkpoints"), config.ckpt_every, config.keep_last,
                             config.max_steps)]
     if d.is_main and config.sample_every:
-        hooks.append(SampleGridHook(run_dir, data.codec, config))
+        hooks.append(text.grid_hook(run_dir, data.codec, config) if text else SampleGridHook(run_dir, data.codec, config))
     if d.is_main and eval_fn is not None and eval_every:
         hooks.append(EvalHook(eval_fn, metrics, eval_every, config.max_steps))
     try:
@@ -109,6 +112,8 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
             metrics.close()
     if d.is_main:
         plot_curves(metrics.path, os.path.join(run_dir, "loss_curve.png"))
+        if text:
+            text.save_cache()
     if debug_dir:
         _write_debug(debug_dir, d.rank, order.history, state)
     return {"step": state.step, "loss": log.last_loss, "checkpoint": window.last_checkpoint, "run_dir": run_dir}
