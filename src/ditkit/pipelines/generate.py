@@ -105,7 +105,7 @@ def generate_batches(model, settings: SamplingSettings | None = None, *, codec=N
     return _batches(model, plan, indices, codec=codec, device=device, progress=progress)
 
 
-def _draw(model, plan: SamplingPlan, batch_indices: list[int], device) -> torch.Tensor:
+def _draw(model, plan: SamplingPlan, batch_indices: list[int], device, progress: bool = False) -> torch.Tensor:
     """The latents of one batch: exactly ``len(batch_indices)`` rows, noise drawn per sample index."""
     from ..diffusion.guidance import cfg_denoiser
 
@@ -118,7 +118,7 @@ def _draw(model, plan: SamplingPlan, batch_indices: list[int], device) -> torch.
         y = torch.tensor([plan.labels[i] for i in batch_indices], dtype=torch.long, device=device)
     # guidance runs the conditional and null halves as one batched forward
     denoiser = cfg_denoiser(model, y, s.cfg_scale, guided_channels=s.guided_channels)
-    return run_sampler(s.sampler, denoiser, plan.process, x_T, noise_sampler=noise, **s.options)
+    return run_sampler(s.sampler, denoiser, plan.process, x_T, noise_sampler=noise, progress=progress, **s.options)
 
 
 def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, device, progress) -> Iterator[GeneratedSamples]:
@@ -126,13 +126,14 @@ def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, device, pr
     was_training = model.training  # e.g. a model mid-training: put it back as it was
     model.eval()
     size = plan.settings.batch_size
+    one_batch = len(indices) <= size  # one batch: progress per sampling step; several: per image
     bar = progress_bar(total=len(indices), desc=f"sampling ({plan.settings.sampler})", unit="img",
-                       disable=not progress)
+                       disable=not progress or one_batch)
     try:
         for start in range(0, len(indices), size):
             batch_indices = indices[start:start + size]  # a short request is one short batch: no padding
             with torch.inference_mode():
-                latents = _draw(model, plan, batch_indices, device)
+                latents = _draw(model, plan, batch_indices, device, progress and one_batch)
                 images = None if codec is None else to_uint8(codec.decode(latents))
                 latents = latents.float().cpu()
             bar.update(len(batch_indices))
