@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import warnings
 
+from .info import add_checkpoint_arguments
+
+
+DESCRIPTION = (
+    "Write CHECKPOINT (any checkpoint ditkit loads) as a new folder OUT that diffusers loads: "
+    "DiTPipeline.from_pretrained(OUT) for latent models (transformer/, scheduler/ with the training betas, vae/), "
+    "DiTTransformer2DModel.from_pretrained(OUT, subfolder='transformer') for pixel-space ones. Only adaLN-Zero "
+    "DiTs with mlp_ratio 4 and at most 1,000 classes exist in diffusers."
+)
+
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "export",
-        help="write a checkpoint in another library's layout (diffusers' DiTPipeline)",
-        description="Write CHECKPOINT (any checkpoint ditkit loads) as a new folder OUT that diffusers loads: "
-        "DiTPipeline.from_pretrained(OUT) for latent models (transformer/, scheduler/ with the training betas, "
-        "vae/), DiTTransformer2DModel.from_pretrained(OUT, subfolder='transformer') for pixel-space ones. "
-        "Only adaLN-Zero DiTs with mlp_ratio 4 and at most 1,000 classes exist in diffusers.",
-    )
-    p.add_argument("checkpoint", help="checkpoint folder, official .pt file, or bundled model name")
+    help_line = "write a checkpoint in another library's layout (diffusers' DiTPipeline)"
+    p = subparsers.add_parser("export", help=help_line, description=DESCRIPTION)
+    add_checkpoint_arguments(p)
     p.add_argument("out", help="the folder to write (must not exist, or be empty)")
     p.add_argument("--format", choices=["diffusers"], default="diffusers", help="the layout to write")
     p.add_argument("--vae", default=None,
                    help="the VAE to ship (ema, mse, a hub id or a local AutoencoderKL folder); default: the one "
                         "the checkpoint names")
-    p.add_argument("--num-heads", type=int, default=None,
-                   help="attention heads, for official files of no paper size (the weights do not store it)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +31,7 @@ def run(args) -> int:
     from ..checkpoints import load_checkpoint
     from ..interop.diffusers import export_diffusers
 
-    with warnings.catch_warnings():  # a guessed head count is reported by `ditkit info`; export says it below
+    with warnings.catch_warnings():  # guesses (a head count) are what `ditkit info` reports; not repeated here
         warnings.simplefilter("ignore")
         loaded = load_checkpoint(args.checkpoint, num_heads=args.num_heads)
     summary = export_diffusers(loaded.model, loaded.config, args.out, vae=args.vae)

@@ -14,14 +14,19 @@ def add_parser(subparsers) -> None:
         "train.py checkpoint) and print its model / diffusion / codec config, class names, the ditkit "
         "version that wrote it, its parameter count and forward Gflops per image.",
     )
-    p.add_argument("checkpoint", help="checkpoint folder, its config.json, an official .pt file, "
-                                         "or a bundled model's name (mnist-dit, shapes-dit)")
-    p.add_argument("--num-heads", type=int, default=None,
-                   help="attention heads, for official files of no paper size (the weights do not store it)")
+    add_checkpoint_arguments(p)
     p.add_argument("--raw-weights", action="store_true",
                    help="for a train.py checkpoint, read the raw 'model' weights instead of the EMA")
     p.add_argument("--json", action="store_true", help="print the config as JSON only")
     p.set_defaults(func=run)
+
+
+def add_checkpoint_arguments(parser) -> None:
+    """The CHECKPOINT positional and ``--num-heads`` (official files do not store it), for commands that load one."""
+    parser.add_argument("checkpoint", help="checkpoint folder, its config.json, an official .pt file, a diffusers "
+                                           "DiT folder, or a bundled model's name (mnist-dit, shapes-dit)")
+    parser.add_argument("--num-heads", type=int, default=None,
+                        help="attention heads, for official files of no paper size (the weights do not store it)")
 
 
 def _kv(value) -> str:

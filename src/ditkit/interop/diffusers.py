@@ -89,34 +89,38 @@ def _label_table(state_dict: dict, config: DiTConfig) -> torch.Tensor:
     return torch.cat([classes, padding]).contiguous()
 
 
+def _renamed(config: DiTConfig) -> list[tuple[str, str]]:
+    """(ditkit key, diffusers key) of every tensor that only changes its name."""
+    pairs = list(_TOP_RENAMES.items())
+    for i in range(config.depth):
+        pairs += [(f"blocks.{i}.{old}", f"transformer_blocks.{i}.{new}") for old, new in _BLOCK_RENAMES.items()]
+    return [(f"{old}.{p}", f"{new}.{p}") for old, new in pairs for p in ("weight", "bias")]
+
+
+def _embedder_keys() -> list[tuple[str, str]]:
+    """(ditkit key, key inside a diffusers block's ``norm1.emb``) of the timestep MLP."""
+    return [(f"{old}.{p}", f"{new}.{p}") for old, new in _EMBEDDER_RENAMES.items() for p in ("weight", "bias")]
+
+
 def to_diffusers_state_dict(state_dict: dict, config: DiTConfig) -> dict[str, torch.Tensor]:
     """ditkit (official DiT) keys → DiTTransformer2DModel keys."""
     check_expressible(config)
-    out: dict[str, torch.Tensor] = {}
-    embedder = {"class_embedder.embedding_table.weight": _label_table(state_dict, config)}
-    for old, new in _EMBEDDER_RENAMES.items():
-        for p in ("weight", "bias"):
-            embedder[f"{new}.{p}"] = state_dict[f"{old}.{p}"]
-    for old, new in _TOP_RENAMES.items():
-        for p in ("weight", "bias"):
-            out[f"{new}.{p}"] = state_dict[f"{old}.{p}"]
+    out = {new: state_dict[old] for old, new in _renamed(config)}
+    embedder = {new: state_dict[old] for old, new in _embedder_keys()}
+    embedder["class_embedder.embedding_table.weight"] = _label_table(state_dict, config)
     for i in range(config.depth):
-        src, dst = f"blocks.{i}.", f"transformer_blocks.{i}."
-        for old, new in _BLOCK_RENAMES.items():
-            for p in ("weight", "bias"):
-                out[f"{dst}{new}.{p}"] = state_dict[f"{src}{old}.{p}"]
+        block = f"transformer_blocks.{i}."
         for p in ("weight", "bias"):  # one fused qkv linear → three
-            for name, part in zip(("to_q", "to_k", "to_v"), state_dict[f"{src}attn.qkv.{p}"].chunk(3, dim=0)):
-                out[f"{dst}attn1.{name}.{p}"] = part
+            for name, part in zip(("to_q", "to_k", "to_v"), state_dict[f"blocks.{i}.attn.qkv.{p}"].chunk(3, dim=0)):
+                out[f"{block}attn1.{name}.{p}"] = part
         for key, value in embedder.items():  # every diffusers block carries its own copy
-            out[f"{dst}norm1.emb.{key}"] = value
+            out[f"{block}norm1.emb.{key}"] = value
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in out.items()}
 
 
 def from_diffusers_state_dict(weights: dict, config: DiTConfig) -> dict[str, torch.Tensor]:
     """DiTTransformer2DModel keys → ditkit keys (the inverse of ``to_diffusers_state_dict``)."""
     first = "transformer_blocks.0.norm1.emb."
-    out: dict[str, torch.Tensor] = {}
     for i in range(config.depth):  # ditkit shares one embedder: the per-block copies must agree
         for key in [k[len(first):] for k in weights if k.startswith(first)]:
             if not torch.equal(weights[f"transformer_blocks.{i}.norm1.emb.{key}"], weights[first + key]):
@@ -124,25 +128,18 @@ def from_diffusers_state_dict(weights: dict, config: DiTConfig) -> dict[str, tor
                     f"Block {i} of this diffusers DiT has its own timestep/label embedder; ditkit's DiT (like the "
                     "paper's) shares one, so these weights cannot be converted."
                 )
-    for old, new in _EMBEDDER_RENAMES.items():
-        for p in ("weight", "bias"):
-            out[f"{old}.{p}"] = weights[f"{first}{new}.{p}"]
+    out = {old: weights[new] for old, new in _renamed(config)}
+    out.update({old: weights[first + new] for old, new in _embedder_keys()})
     table = weights[first + "class_embedder.embedding_table.weight"]
     if config.num_classes:
         rows = [table[: config.num_classes]]
         if config.class_dropout_prob > 0:
             rows.append(table[PIPELINE_NULL_CLASS if table.shape[0] > PIPELINE_NULL_CLASS else -1][None])
         out["y_embedder.embedding_table.weight"] = torch.cat(rows)
-    for old, new in _TOP_RENAMES.items():
-        for p in ("weight", "bias"):
-            out[f"{old}.{p}"] = weights[f"{new}.{p}"]
     for i in range(config.depth):
-        src, dst = f"transformer_blocks.{i}.", f"blocks.{i}."
-        for old, new in _BLOCK_RENAMES.items():
-            for p in ("weight", "bias"):
-                out[f"{dst}{old}.{p}"] = weights[f"{src}{new}.{p}"]
+        block = f"transformer_blocks.{i}."
         for p in ("weight", "bias"):
-            out[f"{dst}attn.qkv.{p}"] = torch.cat([weights[f"{src}attn1.to_{n}.{p}"] for n in "qkv"])
+            out[f"blocks.{i}.attn.qkv.{p}"] = torch.cat([weights[f"{block}attn1.to_{n}.{p}"] for n in "qkv"])
     grid = config.input_size // config.patch_size  # diffusers recomputes the fixed sin-cos table; so do we
     out["pos_embed"] = sincos_2d_position_embedding(config.hidden_size, grid)[None]
     return out
