@@ -43,6 +43,15 @@ def _export(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
+def _perturbed(model):
+    """Noise on every weight, so the zero-initialised adaLN-Zero layers cannot hide a wrong conversion."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
 def _transformer(folder: Path):
     return diffusers.DiTTransformer2DModel.from_pretrained(folder, subfolder="transformer").eval()
 
@@ -111,7 +120,7 @@ def test_native_diffusers_dit_without_ditkit_metadata_loads(tmp_path, capsys):
 
 def test_dit_pipeline_runs_from_the_exported_folder(tmp_path, capsys):
     vae = _tiny_vae(tmp_path / "vae")
-    model = create_model(dict(TINY, num_classes=3))
+    model = _perturbed(create_model(dict(TINY, num_classes=3)))
     ckpt = save_pretrained(model, tmp_path / "ckpt", class_names=["cat", "dog", "owl"],
                            diffusion={"diffusion_steps": 1000, "noise_schedule": "cosine", "learn_sigma": True},
                            codec={"type": "vae", "source": str(vae), "scaling_factor": 0.5})
@@ -122,6 +131,10 @@ def test_dit_pipeline_runs_from_the_exported_folder(tmp_path, capsys):
     from ditkit.diffusion.schedules import cosine_betas
     torch.testing.assert_close(pipe.scheduler.betas.double(), torch.from_numpy(cosine_betas(1000)), rtol=1e-6, atol=0)
     use_dit_timestep_frequencies(pipe)
+    x, t = _inputs()
+    with torch.no_grad():  # the pipeline's transformer is ditkit's model; ditkit's null class 3 is its 1000
+        got = pipe.transformer(x, timestep=t, class_labels=torch.tensor([0, 2, 1000, 1])).sample
+        torch.testing.assert_close(got, model(x, t, torch.tensor([0, 2, 3, 1])), rtol=0, atol=1e-5)
     images = pipe(class_labels=[0, 2], guidance_scale=4.0, num_inference_steps=2, output_type="pt",
                   generator=torch.Generator().manual_seed(0)).images
     assert images.shape == (2, 3, 16, 16) and torch.isfinite(images).all()
@@ -132,10 +145,7 @@ def test_dit_pipeline_runs_from_the_exported_folder(tmp_path, capsys):
 
 
 def test_unconditional_model_round_trip(tmp_path, capsys):
-    model = create_model(dict(TINY, num_classes=0))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = _perturbed(create_model(dict(TINY, num_classes=0)))
     ckpt = save_pretrained(model, tmp_path / "ckpt", codec={"type": "pixel", "channels": 4})
     code, out, _ = _export(capsys, ckpt, tmp_path / "dit")
     assert code == 0 and "no VAE" in out and not (tmp_path / "dit" / "model_index.json").exists()
