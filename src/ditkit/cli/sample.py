@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from ..pipelines import DEFAULT_VAE, SAMPLERS, SampleSettings, sample_to_folder
+from ..pipelines.text import read_prompts_file
 
 
 def _class_list(text: str) -> tuple[str, ...]:
@@ -46,6 +47,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", type=_class_list, metavar="3,7|cat,dog",
                    help="comma-separated class numbers or the checkpoint's class names, one sample each (with "
                         "--num-samples: cycled through); default: every class once")
+    p.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="text models: a prompt (repeat for several; \"\" is the unconditional null text); "
+                        "with --num-samples: cycled through")
+    p.add_argument("--prompts-file", metavar="FILE", help="text models: UTF-8 text file, one prompt per line")
+    p.add_argument("--negative-prompt", metavar="TEXT", help="text models: guide away from this text instead "
+                                                             "of the null text (with --cfg-scale)")
     p.add_argument("--num-samples", type=int, help="number of samples; on a class-conditional model "
                                                    "spread evenly over the classes (sample i gets class i mod K)")
     p.add_argument("--cfg-scale", type=finite_float, default=1.0, help="classifier-free guidance scale (1 = none; "
@@ -75,7 +82,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def run(args) -> int:
+    prompts = list(args.prompt or []) + (read_prompts_file(args.prompts_file) if args.prompts_file else [])
     settings = SampleSettings(
+        prompts=tuple(prompts) if prompts else None, negative_prompt=args.negative_prompt,
         checkpoint=args.checkpoint, classes=args.classes, num_samples=args.num_samples, sampler=args.sampler,
         steps=args.steps, cfg_scale=args.cfg_scale, guided_channels=args.guided_channels, seed=args.seed,
         vae=args.vae, num_heads=args.num_heads, eta=args.eta)

@@ -34,6 +34,7 @@ from .images import make_grid, read_png, save_png, write_npz
 from .labels import classes_to_labels
 from .loading import load_codec, load_for_sampling
 from .settings import SamplingSettings
+from .text import captioned_grid, check_conditioning, is_text_model, load_text_codec
 
 _SAMPLE_NAME = re.compile(r"^(\d+)(?:_class(\d+))?\.(png|safetensors)$")
 
@@ -53,13 +54,16 @@ class SampleSettings:
     vae: str | None = None  # None: the checkpoint's codec; "none": keep raw latents
     num_heads: int | None = None  # official checkpoints do not store it; None: inferred
     eta: float | None = None  # DDIM's noise (None: the sampler's default, 0)
+    prompts: tuple[str, ...] | None = None  # text models: sample i gets prompt i mod P
+    negative_prompt: str | None = None  # text models: guide away from it instead of the null text
 
     def sampling(self, labels: list[int] | None, batch_size: int) -> SamplingSettings:
         """The pipeline's settings, with ``classes`` resolved to label numbers."""
         return SamplingSettings(labels=None if labels is None else tuple(labels), num_samples=self.num_samples,
                                 sampler=self.sampler, steps=self.steps, cfg_scale=self.cfg_scale,
                                 guided_channels=self.guided_channels, seed=self.seed, batch_size=batch_size,
-                                options={} if self.eta is None else {"eta": self.eta})
+                                options={} if self.eta is None else {"eta": self.eta}, prompts=self.prompts,
+                                negative_prompt=self.negative_prompt)
 
     def command(self, *, batch_size: int, npz: bool, out: Path) -> str:
         """A ``ditkit sample`` command line that reproduces this run."""
@@ -80,6 +84,10 @@ class SampleSettings:
             parts += ["--num-heads", str(self.num_heads)]
         if self.eta is not None:
             parts += ["--eta", str(self.eta)]
+        for prompt in self.prompts or ():
+            parts += ["--prompt", prompt]
+        if self.negative_prompt is not None:
+            parts += ["--negative-prompt", self.negative_prompt]
         parts += ["--out", str(out)] + (["--npz"] if npz else [])
         return shlex.join(parts)
 
@@ -103,8 +111,9 @@ def _settings_record(settings: SampleSettings, loaded, labels: list[int] | None,
     record["checkpoint"] = loaded.checkpoint  # the resolved path (the bundled default included)
     record["classes"] = labels  # as numbers: "cat" and its number resume the same run
     record["steps"] = steps
-    if settings.eta is None:
-        del record["eta"]  # runs that never set it keep the record (and resume) they had
+    for key in ("eta", "prompts", "negative_prompt"):
+        if record[key] is None:
+            del record[key]  # runs that never set it keep the record (and resume) they had
     vae = settings.vae
     if vae is not None and vae.lower() != "none" and Path(vae).exists():
         vae = str(Path(vae).resolve())
@@ -148,13 +157,16 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         loaded = load_for_sampling(settings.checkpoint, device=device, num_heads=settings.num_heads)
         model = loaded.model
         codec = load_codec(loaded, settings.vae, device=device)
+        check_conditioning(model, classes=settings.classes, prompts=settings.prompts)
+        text_codec = load_text_codec(loaded.text_encoder_config, model, device=device) if is_text_model(model) else None
         if npz and codec is None:
             raise DitkitError("--npz needs decoded images; drop --vae none")
         labels = None if settings.classes is None else \
             classes_to_labels(settings.classes, loaded.class_names, model.config.num_classes)
         sampling = settings.sampling(labels, batch_size)
         # bad input fails here, before the folder is touched
-        plan = plan_sampling(model, sampling, codec=codec, diffusion_config=loaded.diffusion_config)
+        plan = plan_sampling(model, sampling, codec=codec, diffusion_config=loaded.diffusion_config,
+                             text_codec=text_codec)
         total = plan.total
         record = _settings_record(settings, loaded, labels, sampling.resolved_steps)
         model_config = model.config.to_dict()
@@ -185,7 +197,8 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         missing = [i for i in range(total) if i not in done]
         mine = missing[ranks.rank::ranks.world_size]
         batches = generate_batches(model, sampling, codec=codec, diffusion_config=loaded.diffusion_config,
-                                   progress=progress and ranks.is_main, sample_indices=mine, device=device)
+                                   progress=progress and ranks.is_main, sample_indices=mine, device=device,
+                                   text_codec=text_codec)
         for batch in batches:
             for position, index in enumerate(batch.indices):
                 name = sample_name(index, None if plan.labels is None else plan.labels[index])
@@ -199,12 +212,13 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         summary = {"out": str(out), "num_samples": total, "skipped": total - len(missing),
                    "generated": len(mine), "rank": ranks.rank, "world_size": ranks.world_size, "written": []}
         if ranks.is_main:
-            summary["written"] = _gather(out, sample_dir, suffix, total, plan.labels, npz)
+            captions = plan.text.prompts if plan.text is not None else None
+            summary["written"] = _gather(out, sample_dir, suffix, total, plan.labels, npz, captions)
         ranks.barrier()  # keep the group alive until rank 0 is done reading
     return summary
 
 
-def _gather(out: Path, sample_dir: Path, suffix: str, total: int, labels, npz: bool) -> list[str]:
+def _gather(out: Path, sample_dir: Path, suffix: str, total: int, labels, npz: bool, captions=None) -> list[str]:
     files = _existing_samples(sample_dir, suffix)
     missing = [i for i in range(total) if i not in files]
     if missing:
@@ -218,7 +232,7 @@ def _gather(out: Path, sample_dir: Path, suffix: str, total: int, labels, npz: b
         atomic_write(out / "latents.safetensors", lambda f: f.write(data))
         return [str(out / "latents.safetensors")]
     images = np.stack([read_png(files[i]) for i in range(total)])
-    grid = make_grid(images, labels)
+    grid = make_grid(images, labels) if captions is None else captioned_grid(images, captions)  # text: with prompts
     save_png(grid, out / "grid.png")
     written = [str(out / "grid.png")]
     if npz:

@@ -21,6 +21,7 @@ from ..imaging import to_uint8
 from ..progress import progress_bar
 from .labels import resolve_labels
 from .settings import SamplingSettings
+from .text import check_conditioning, is_text_model, plan_prompts
 
 __all__ = ["SAMPLERS", "GeneratedSamples", "SamplingPlan", "generate", "generate_batches", "plan_sampling",
            "sample_seed"]
@@ -52,7 +53,7 @@ def effective_diffusion_config(diffusion_config: dict | None, *, learn_sigma: bo
 
 def _check_guidance(model, settings: SamplingSettings) -> None:
     config = model.config
-    if settings.cfg_scale != 1.0 and config.num_classes == 0:
+    if settings.cfg_scale != 1.0 and config.num_classes == 0 and not is_text_model(model):
         raise DitkitError("classifier-free guidance needs a class-conditional model; this one is "
                           "unconditional, so leave the guidance scale at 1")
     k = settings.guided_channels
@@ -76,28 +77,38 @@ class SamplingPlan:
     total: int
     labels: list[int] | None
     process: object
+    text: object = None  # text models: a pipelines.text.PromptPlan (each sample's prompt, the text encoder)
 
 
-def plan_sampling(model, settings: SamplingSettings, *, codec=None, diffusion_config: dict | None = None) -> SamplingPlan:
-    """Check a request against the model and codec (DitkitError on bad input) before any work."""
+def plan_sampling(model, settings: SamplingSettings, *, codec=None, diffusion_config: dict | None = None,
+                  text_codec=None) -> SamplingPlan:
+    """Check a request against the model and codec (DitkitError on bad input) before any work.
+
+    ``text_codec``: a text model's frozen text encoder (``pipelines.text.load_text_codec``)."""
     settings.check()
-    total, labels = resolve_labels(model.config.num_classes, settings.labels, settings.num_samples)
+    check_conditioning(model, classes=settings.labels, prompts=settings.prompts)
+    text = None
+    if is_text_model(model):
+        text = plan_prompts(settings.prompts, settings.num_samples, text_codec, settings.negative_prompt)
+        total, labels = len(text.prompts), None
+    else:
+        total, labels = resolve_labels(model.config.num_classes, settings.labels, settings.num_samples)
     _check_guidance(model, settings)
     check_codec_fits(model, codec)
     config = DiffusionConfig.from_dict(diffusion_config, learn_sigma=model.config.learn_sigma)
     process = get_sampler(settings.sampler).process(settings.resolved_steps, config)  # refuses steps outside 1..T
-    return SamplingPlan(settings, total, labels, process)
+    return SamplingPlan(settings, total, labels, process, text)
 
 
 def generate_batches(model, settings: SamplingSettings | None = None, *, codec=None, diffusion_config=None,
                      device=None, progress: bool = True, sample_indices: Sequence[int] | None = None,
-                     **changes) -> Iterator[GeneratedSamples]:
+                     text_codec=None, **changes) -> Iterator[GeneratedSamples]:
     """Like :func:`generate`, but yields one :class:`GeneratedSamples` per batch as soon as it is done.
 
     The request is checked when called, before the first batch is asked for.
     """
     plan = plan_sampling(model, SamplingSettings.build(settings, **changes), codec=codec,
-                         diffusion_config=diffusion_config)
+                         diffusion_config=diffusion_config, text_codec=text_codec)
     indices = list(range(plan.total)) if sample_indices is None else [int(i) for i in sample_indices]
     bad = [i for i in indices if not 0 <= i < plan.total]
     if bad:
@@ -113,11 +124,13 @@ def _draw(model, plan: SamplingPlan, batch_indices: list[int], device, progress:
     noise = IndexedNoise(s.seed, batch_indices)
     x_T = noise.initial((config.in_channels, config.input_size, config.input_size), device=device,
                         dtype=next(model.parameters()).dtype)
-    y = None
+    y = uncond = None
     if plan.labels is not None:
         y = torch.tensor([plan.labels[i] for i in batch_indices], dtype=torch.long, device=device)
+    if plan.text is not None:  # the prompts, and the null text (or negative prompt) to guide away from
+        y, uncond = plan.text.condition(batch_indices, device)
     # guidance runs the conditional and null halves as one batched forward
-    denoiser = cfg_denoiser(model, y, s.cfg_scale, guided_channels=s.guided_channels)
+    denoiser = cfg_denoiser(model, y, s.cfg_scale, guided_channels=s.guided_channels, uncond=uncond)
     return run_sampler(s.sampler, denoiser, plan.process, x_T, noise_sampler=noise, progress=progress, **s.options)
 
 
@@ -147,20 +160,22 @@ def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, device, pr
 
 def generate(model, settings: SamplingSettings | None = None, *, codec=None, diffusion_config: dict | None = None,
              device=None, progress: bool = True, sample_indices: Sequence[int] | None = None,
-             **changes) -> GeneratedSamples:
+             text_codec=None, **changes) -> GeneratedSamples:
     """Sample images from a DiT: ``generate(model, SamplingSettings(...), codec=...)``.
 
     ``settings`` say what to draw (see :class:`SamplingSettings`); its fields may also be given (or
     overridden) as keywords: ``generate(model, labels=[3, 5], sampler="dpm++", cfg_scale=4, codec=c)``.
     ``codec`` decodes latents to images (None: latents only). ``diffusion_config``: the checkpoint's
     diffusion settings. ``sample_indices``: which of the run's global sample indices to draw (default all).
+    Text models take ``prompts`` (and ``negative_prompt``) instead of labels, and their ``text_codec``.
 
     Sample i depends only on the seed and i. Drawn in a batch of the same size it is bit-identical
     whichever batch, rank or resumed run draws it; in a batch of another size it can differ by float
     rounding (the network's kernels depend on the batch shape), i.e. at most a level in rare pixels.
     """
     parts = list(generate_batches(model, settings, codec=codec, diffusion_config=diffusion_config, device=device,
-                                  progress=progress, sample_indices=sample_indices, **changes))
+                                  progress=progress, sample_indices=sample_indices, text_codec=text_codec,
+                                  **changes))
     if not parts:
         raise DitkitError("there are no samples to draw")
     images = None if parts[0].images is None else np.concatenate([p.images for p in parts])

@@ -34,6 +34,7 @@ class LoadedModel:
     diffusion_config: dict = field(default_factory=dict)
     codec_config: dict | None = None  # None: the checkpoint does not say (official .pt files)
     class_names: list[str] | None = None
+    text_encoder_config: dict | None = None  # text models: the frozen text encoder they were trained with
 
 
 def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_overrides) -> LoadedModel:
@@ -48,7 +49,8 @@ def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_o
     model = loaded.model.to(device).eval()
     return LoadedModel(model=model, checkpoint=str(Path(loaded.source).resolve()),
                        diffusion_config=dict(config.get("diffusion") or {}), codec_config=config.get("codec"),
-                       class_names=config.get("class_names"))
+                       class_names=config.get("class_names"),
+                       text_encoder_config=(config.get("extra") or {}).get("text_encoder"))
 
 
 @contextmanager

@@ -31,6 +31,8 @@ class SamplingSettings:
     seed: int = 0
     batch_size: int = 32
     options: Mapping = field(default_factory=dict)
+    prompts: tuple[str, ...] | None = None  # text models: sample i gets prompt i mod P ("" = the null text)
+    negative_prompt: str | None = None  # text models: guide away from this instead of the null text
 
     @classmethod
     def build(cls, settings: "SamplingSettings | None" = None, **changes) -> "SamplingSettings":
@@ -41,6 +43,8 @@ class SamplingSettings:
             raise DitkitError(f"unknown sampling setting {unknown[0]!r}; the settings are {', '.join(sorted(names))}")
         if "labels" in changes and changes["labels"] is not None:
             changes["labels"] = tuple(int(y) for y in changes["labels"])
+        if "prompts" in changes and changes["prompts"] is not None:
+            changes["prompts"] = tuple(str(p) for p in changes["prompts"])
         return replace(settings or cls(), **changes)
 
     @property

@@ -40,6 +40,12 @@ class TrainConfig:
     flip: bool | None = knob(None, "random horizontal flips (default: off for mnist, on otherwise)", group="data")
     strict: bool = knob(False, "stop on unreadable images instead of skipping them", group="data")
     num_workers: int = knob(0, "DataLoader worker processes per rank", group="data")
+    text_encoder: str | None = knob(None, "train a text-to-image model on captions with this frozen text encoder: "
+                                    "minilm (offline), clip, t5, clip:HUB_ID or a local folder; mnist and shapes "
+                                    "get captions, a folder needs metadata.jsonl or a .txt per image",
+                                    group="data", metavar="minilm|clip|t5|PATH")
+    text_cache: str | None = knob(None, "keep the captions' text embeddings in DIR (reused by later runs)",
+                                  group="data", metavar="DIR")
     # -- model (--depth, --hidden-size, ... fill model_overrides; see cli/train.py)
     model: str = knob("DiT-S/2", "preset name (DiT-S/2 ... DiT-XL/8) or a model config.json", group="model")
     model_overrides: dict[str, Any] = knob({}, "DiTConfig fields that override the preset", cli=False)

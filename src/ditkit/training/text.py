@@ -1,0 +1,117 @@
+"""Training text-to-image models: ``ditkit train --text-encoder minilm`` (captions in, a ``cross-text`` DiT out).
+
+The conditioning follows the data: with a text encoder, ``--data shapes`` / ``mnist`` / a folder give
+captions (``data.captions``) and the model is a text model; without one, labels and a class model.
+Captions are encoded by the frozen text encoder once each (``codecs.text_cache``, kept in memory, saved
+to ``--text-cache DIR`` when given) and reach the network as a ``TextEncoding``; caption dropout (the
+model's ``class_dropout_prob``) trains the null text used by classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import replace
+
+from ..codecs import make_codec
+from ..codecs.text import make_text_codec
+from ..codecs.text_cache import TextCache
+from ..data.captions import load_captioned_dataset
+from ..errors import DitkitError
+from .build import Data
+from .hooks import SampleGridHook
+from .outputs import fork_rng_around
+from .step import DiffusionObjective
+
+
+class TextObjective(DiffusionObjective):
+    """The DiT objective on a batch whose ``caption`` strings are encoded (cached) into ``y``."""
+
+    def __init__(self, diffusion, cache: TextCache):
+        super().__init__(diffusion)
+        self.cache = cache
+
+    def __call__(self, net, batch, generator=None):
+        text = self.cache.encode(list(batch["caption"])).to(batch["x"].device)
+        return super().__call__(net, dict(batch, y=text), generator)
+
+
+class TextTraining:
+    """What a text run adds: the frozen encoder and its cache, the model's text fields, grid prompts."""
+
+    def __init__(self, config, dataset, device):
+        self.codec = make_text_codec(config.text_encoder, device=device)
+        self.cache_dir = config.text_cache
+        if self.cache_dir and os.path.isfile(os.path.join(self.cache_dir, "cache.json")):
+            self.cache = TextCache.load(self.cache_dir, self.codec)
+        else:
+            self.cache = TextCache(self.codec)
+        self.grid_prompts = [dataset.caption(i) for i in range(min(len(dataset), config.sample_count))]
+
+    def with_model_fields(self, config):
+        """``config`` with the model's text fields set (block cross-text, the encoder's width and length)."""
+        block = config.model_overrides.get("block")
+        if block not in (None, "cross-text"):
+            raise DitkitError(f"a text model uses the 'cross-text' block, not {block!r} (drop --block or "
+                              f"--text-encoder)")
+        fields = {"block": "cross-text", "text_dim": self.codec.width, "text_len": self.codec.max_length}
+        return replace(config, model_overrides={**config.model_overrides, **fields})
+
+    def objective(self, diffusion) -> TextObjective:
+        return TextObjective(diffusion, self.cache)
+
+    def extra(self) -> dict:
+        """Stored in every checkpoint's config.json, so ``ditkit sample`` rebuilds the same encoder."""
+        return {"text_encoder": self.codec.to_config()}
+
+    def grid_hook(self, run_dir: str, codec, config) -> "TextGridHook":
+        return TextGridHook(run_dir, codec, config, self)
+
+    def save_cache(self) -> None:
+        if self.cache_dir and len(self.cache):
+            self.cache.save(self.cache_dir)
+
+
+class TextGridHook(SampleGridHook):
+    """The EMA sample grid of a text model: the first captions of the data, captioned, fixed seed."""
+
+    def __init__(self, run_dir: str, codec, config, text: TextTraining):
+        super().__init__(run_dir, codec, config)
+        self.text = text
+
+    def __call__(self, state) -> None:
+        c = self.config
+        path = os.path.join(self.run_dir, "samples", f"step-{state.step:07d}.png")
+        fork_rng_around(save_text_grid, state.ema, self.codec, self.text, path, steps=c.sample_steps,
+                        cfg_scale=c.sample_cfg, seed=c.seed)
+
+
+def save_text_grid(ema_model, codec, text: TextTraining, path: str, *, steps: int, cfg_scale: float, seed: int) -> None:
+    from ..pipelines import generate
+    from ..pipelines.images import save_png
+    from ..pipelines.text import captioned_grid
+
+    out = generate(ema_model, prompts=text.grid_prompts, codec=codec, sampler="ddim", steps=steps,
+                   cfg_scale=cfg_scale, seed=seed, batch_size=len(text.grid_prompts), progress=False,
+                   text_codec=text.codec)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_png(captioned_grid(out.images, text.grid_prompts), path)
+
+
+def open_text_data(config, d) -> tuple[Data, TextTraining]:
+    """The captioned training set as the loop's ``Data`` (pixels, or a VAE encoding each batch), and the
+    text side of the run."""
+    if config.latent_cache:
+        raise DitkitError("--latent-cache is for label models; a text model encodes its images each step")
+    bundled = config.data in ("mnist", "shapes")
+    image_size = config.image_size or (32 if bundled else 256)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = load_captioned_dataset(config.data, image_size=image_size, split="train", strict=config.strict)
+    for w in caught:
+        if d.is_main:
+            print(f"ditkit train: warning: {w.message}", file=sys.stderr)
+    codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
+    data = Data(dataset, codec, codec.downsample != 1, codec.latent_channels, codec.latent_size(image_size), image_size)
+    return data, TextTraining(config, dataset, d.device)

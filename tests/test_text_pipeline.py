@@ -1,0 +1,114 @@
+"""Text-to-image end to end through the CLI: ``ditkit train --text-encoder``, ``ditkit sample --prompt``,
+guidance with the null text or a negative prompt, and the bad inputs (non-UTF-8 prompts file, a text
+checkpoint given classes and a class checkpoint given prompts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ditkit.cli import main
+from ditkit.codecs.text import TextCodec, minilm_path
+from ditkit.models import create_model
+from ditkit.pipelines import generate
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialised 1-layer BERT with MiniLM's tokenizer: loads in a blink, same code path."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(os.path.join(minilm_path(), name), folder / name)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, tiny_bert):
+    out = tmp_path_factory.mktemp("t2i") / "run"
+    code = main(["train", "--data", "shapes", "--text-encoder", tiny_bert, "--model", "DiT-S/4", "--depth", "2",
+                 "--hidden-size", "32", "--num-heads", "2", "--image-size", "16", "--max-steps", "20",
+                 "--global-batch-size", "8", "--lr", "3e-3", "--ema-decay", "0", "--ckpt-every", "20", "--sample-every", "20",
+                 "--sample-count", "4", "--sample-steps", "3", "--log-every", "10", "--out", str(out),
+                 "--text-cache", str(out.parent / "text-cache"), "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_text_model_with_its_encoder(text_run):
+    config = json.loads((text_run / "checkpoints" / "step-0000020" / "config.json").read_text())
+    model = config["model"]
+    assert model["block"] == "cross-text" and model["num_classes"] == 0
+    assert model["text_dim"] == 16 and model["text_len"] == 32
+    assert config["extra"]["text_encoder"]["width"] == 16
+    losses = [json.loads(line)["loss"] for line in (text_run / "metrics.jsonl").read_text().splitlines()
+              if "loss" in line]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    grid = Image.open(text_run / "samples" / "step-0000020.png")
+    assert grid.size[0] > 4 * 16 * 4  # four captioned tiles, enlarged
+    cache = json.loads((text_run.parent / "text-cache" / "cache.json").read_text())
+    assert 20 <= len(cache["captions"]) <= 20 * 8  # each distinct caption of 20 batches of 8, once
+
+
+def test_sample_with_prompts_negative_prompt_and_a_prompts_file(text_run, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a large red circle in the top left\n\na small blue star at the bottom\n", encoding="utf-8")
+    out = tmp_path / "samples"
+    args = ["sample", "--checkpoint", str(text_run / "checkpoints" / "step-0000020"), "--prompts-file",
+            str(prompts), "--prompt", "", "--cfg-scale", "3", "--sampler", "ddim", "--steps", "4", "--out", str(out)]
+    assert main(args + ["--negative-prompt", "a green square"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["prompts"] == ["", "a large red circle in the top left", "a small blue star at the bottom"]
+    assert sorted(os.listdir(out / "samples")) == ["000000.png", "000001.png", "000002.png"]
+    with_negative = np.asarray(Image.open(out / "samples" / "000001.png"))
+    assert Image.open(out / "grid.png").size[1] > 16 * 4  # tiles enlarged, captions under them
+    assert main([a if a != str(out) else str(tmp_path / "plain") for a in args]) == 0
+    plain = np.asarray(Image.open(tmp_path / "plain" / "samples" / "000001.png"))
+    assert not np.array_equal(plain, with_negative)  # the negative prompt changed the guidance
+
+
+def test_text_and_label_checkpoints_refuse_the_other_conditioning(text_run, tmp_path, capsys):
+    ckpt = str(text_run / "checkpoints" / "step-0000020")
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    cases = [
+        (["--checkpoint", ckpt, "--prompts-file", str(bad)], "is not UTF-8 text"),
+        (["--checkpoint", ckpt, "--classes", "1,2"], "text-to-image model: give --prompt"),
+        (["--checkpoint", "shapes-dit", "--prompt", "a red circle"], "class-conditional model without a text encoder"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "never"
+        assert main(["sample", *extra, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+        assert not out.exists()
+
+
+def test_guidance_uses_the_null_text_or_the_negative_prompt(tiny_bert):
+    codec = TextCodec(tiny_bert, max_length=8)
+    torch.manual_seed(0)
+    model = create_model(dict(input_size=8, patch_size=4, in_channels=3, hidden_size=32, depth=1, num_heads=2,
+                              num_classes=0, block="cross-text", text_dim=16, text_len=8))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    run = dict(prompts=["a red circle", "a blue star"], sampler="ddim", steps=3, text_codec=codec, progress=False)
+    unguided = generate(model, cfg_scale=1.0, **run).latents
+    null = generate(model, prompts=[""] * 2, sampler="ddim", steps=3, text_codec=codec, progress=False).latents
+    # scale 0 keeps only the unconditional half: the null text's samples (the same noise per index)
+    assert torch.allclose(generate(model, cfg_scale=0.0, **run).latents, null, atol=1e-5)
+    negative = generate(model, prompts=["a green square"] * 2, sampler="ddim", steps=3, text_codec=codec,
+                        progress=False).latents
+    assert torch.allclose(generate(model, cfg_scale=0.0, negative_prompt="a green square", **run).latents,
+                          negative, atol=1e-5)
+    assert not torch.allclose(generate(model, cfg_scale=4.0, **run).latents, unguided, atol=1e-3)
