@@ -124,7 +124,8 @@ class TrainState:
     def _write(self, folder: str, model_state: dict, optimizer_state: dict, rng_states: list, world_size: int):
         m = self.meta
         save_pretrained(self.ema, folder, diffusion=m["diffusion"], codec=m["codec"], class_names=m["class_names"],
-                        extra={"training_step": self.step, "weights": "ema", "train_config": m["config"]})
+                        extra={"training_step": self.step, "weights": "ema", "train_config": m["config"],
+                               **m.get("extra", {})})  # e.g. a text model's text encoder
         save_file(_cpu_state(model_state), os.path.join(folder, "train_model.safetensors"))
         _test_pause(self.step)
         torch.save(optimizer_state, os.path.join(folder, "optimizer.pt"))
