@@ -58,6 +58,7 @@ class AppModel:
     codec: object = None
     loaded: object = None  # pipelines.LoadedModel for DiTs (diffusion settings, class names)
     text_codec: object = None  # text DiTs: their frozen text encoder
+    name: str | None = None  # a bundled model's name
 
     def about(self) -> str:
         if self.conditioning.kind == "multimodal":
@@ -67,7 +68,7 @@ class AppModel:
             cfg = self.model.config
             shape = (f"{cfg.input_size}×{cfg.input_size}×{cfg.in_channels} input, patch {cfg.patch_size}, depth "
                      f"{cfg.depth}, width {cfg.hidden_size}")
-        return f"`{self.checkpoint}` · {shape} · conditioning: {self.conditioning.kind}"
+        return f"`{self.name or self.checkpoint}` · {shape} · conditioning: {self.conditioning.kind}"
 
 
 def describe(loaded) -> Conditioning:
@@ -113,12 +114,15 @@ class ModelCache:
 
     def get(self, spec: str | None) -> AppModel:
         """The loaded model for a spec; DitkitError for a bad or incompatible one."""
+        from ..checkpoints import bundled_models
+
         key = resolve_spec(spec)
         with self.lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
             item = _load(key, self.device)
+            item.name = key if key in bundled_models() else None
             self._items[key] = item
             while len(self._items) > self.size:
                 self._items.popitem(last=False)

@@ -123,8 +123,9 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
     button = gr.Button("Generate", variant="primary", elem_id="generate-button")
     gallery = gr.Gallery(label="Samples", columns=8, height=300, format="png", elem_id="gallery",
                          elem_classes=["pixelated"], object_fit="contain")
-    captions = gr.Textbox(label="Captions", visible=True, lines=2, elem_id="captions", interactive=False)
-    command = gr.Code(label="Reproduce with", language="shell", elem_id="command")
+    captions = gr.Textbox(label="Captions", visible=False, lines=2, elem_id="captions", interactive=False)
+    command = gr.Code(label="Reproduce with", language="shell", elem_id="command", wrap_lines=True, lines=2,
+                      max_lines=4)
     files = gr.File(label="Downloads: grid, .npz (ADM format), all PNGs (.zip)", file_count="multiple", elem_id="downloads")
 
     @_shown_errors
@@ -142,7 +143,7 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
         result = generation.generate(request, cache, out_root=settings.out_root, max_images=settings.max_images,
                                      report=report)
         images = [(str(p), caption) for p, caption in zip(result.pngs, result.captions)]
-        return images, "\n".join(result.texts), result.command, [str(p) for p in result.downloads]
+        return images, gr.update(value="\n".join(result.texts), visible=bool(result.texts)), result.command, [str(p) for p in result.downloads]
 
     inputs = [c["model"], c["path"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"], scale, sampler,
               steps, seed, random_seed, count]

@@ -26,11 +26,11 @@ def run(args) -> int:
     from ..app import require_gradio
     from ..errors import DitkitError
 
-    require_gradio()  # says how to install it when missing
     if args.max_images < 1:
         raise DitkitError(f"--max-images must be at least 1, got {args.max_images}")
     if args.port is not None and not 1 <= args.port <= 65535:
         raise DitkitError(f"--port must be between 1 and 65535, got {args.port}")
+    require_gradio()  # says how to install it when missing
     import torch
 
     from ..app.server import serve
