@@ -35,7 +35,7 @@ GRID_MODEL_KEYS = ("sizes", "models", "patch_sizes", "blocks")
 MODEL_OPTIONS = ("mlp_ratio", "class_dropout_prob", "learn_sigma")  # DiTConfig fields a grid may vary
 # TrainConfig fields the study itself sets for every cell (they cannot be options).
 STUDY_OWNED = ("data", "image_size", "vae", "model", "model_overrides", "max_steps", "out", "resume", "seed",
-               "progress", "threads", "init_from")
+               "progress", "threads", "init_from", "fid_every", "fid_samples")
 SAMPLERS = ("ddim", "ddpm", "dpm++")
 BUNDLED = ("mnist", "shapes")
 
