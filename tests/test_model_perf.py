@@ -1,0 +1,53 @@
+"""Speed levers in the model must not change its results (fp32 exactly as before; bf16 within bf16 rounding)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ditkit.models.dit as dit
+from ditkit.models import create_model
+
+TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=2, num_classes=5)
+
+
+def qkv(dtype, seed=0, shape=(2, 3, 16, 32)):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=g).to(dtype).requires_grad_() for _ in range(3)]
+
+
+def test_fp32_attention_is_torchs_fused_kernel():
+    q, k, v = qkv(torch.float32)
+    assert torch.equal(dit.attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+
+
+def test_cpu_bf16_attention_matches_fp32_within_bf16_rounding():
+    q, k, v = qkv(torch.bfloat16)
+    out = dit.attention(q, k, v)
+    assert out.dtype == torch.bfloat16
+    ref_in = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref = F.scaled_dot_product_attention(*ref_in)
+    scale = ref.abs().max()
+    assert (out.double() - ref).abs().max() < 2e-2 * scale
+    # and no worse than torch's own bf16 kernel, forward and backward
+    fused = F.scaled_dot_product_attention(q, k, v)
+    assert (out.double() - ref).abs().max() <= 2 * (fused.double() - ref).abs().max() + 1e-3 * scale
+    grad = torch.randn_like(ref)
+    ours = torch.autograd.grad(out, (q, k, v), grad.bfloat16())
+    theirs = torch.autograd.grad(ref, ref_in, grad)
+    for a, b in zip(ours, theirs):
+        assert (a.double() - b).abs().max() < 3e-2 * b.abs().max()
+
+
+@pytest.mark.parametrize("block", ["adaln-zero", "cross-attention"])
+def test_bf16_autocast_model_follows_fp32(block):
+    torch.manual_seed(0)
+    model = create_model(TINY, block=block).eval()
+    for p in model.parameters():  # leave the zero init: make every path carry signal
+        torch.nn.init.normal_(p, std=0.05)
+    g = torch.Generator().manual_seed(1)
+    x, t, y = torch.randn(3, 4, 8, 8, generator=g), torch.tensor([1, 500, 999]), torch.tensor([0, 2, 5])
+    with torch.no_grad():
+        ref = model(x, t, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x, t, y).float()
+    assert (low - ref).abs().max() < 3e-2 * ref.abs().max()
