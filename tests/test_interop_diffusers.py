@@ -108,6 +108,8 @@ def test_native_diffusers_dit_without_ditkit_metadata_loads(tmp_path, capsys):
     reference = ditkit.load_model(STATE_DICT, num_heads=4)
     assert _export(capsys, STATE_DICT, tmp_path / "dit", "--num-heads", "4")[0] == 0
     (tmp_path / "dit" / "transformer" / "ditkit_config.json").unlink()
+    assert main(["info", str(tmp_path / "dit")]) == 0
+    assert "written by: diffusers" in capsys.readouterr().out
     loaded = ditkit.checkpoints.load_checkpoint(tmp_path / "dit")
     assert loaded.kind == "diffusers" and loaded.config["diffusion"]["noise_schedule"] == "linear"
     model = loaded.model

@@ -50,8 +50,8 @@ def run(args) -> int:
     params = sum(v.numel() for v in loaded.model.state_dict().values())
     names = config.get("class_names")
     print(f"checkpoint: {loaded.source} ({loaded.kind})")
-    print(f"written by: ditkit {config['ditkit_version']}" if config.get("ditkit_version") else
-          "written by: the official DiT code")
+    author = "diffusers" if loaded.kind == "diffusers" else "the official DiT code"
+    print(f"written by: ditkit {config['ditkit_version']}" if config.get("ditkit_version") else f"written by: {author}")
     print(f"model: {_kv(model)}")
     print(f"diffusion: {_kv(config.get('diffusion'))}")
     print(f"codec: {_kv(config.get('codec'))}")
