@@ -197,12 +197,14 @@ def make_optimizer(params, config: TrainConfig, device: torch.device) -> torch.o
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
 
-def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None, meta: dict):
+def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None, meta: dict, family=None):
     """Model (same initial weights on every rank), EMA, wrappers, optimizer — then the resumed state if any.
-    Returns the state and notes from ``--init-from``."""
+    Returns the state and notes from ``--init-from``. ``family`` (``families.py``) builds and exports a
+    non-DiT model (it reads its own ``--init-from``)."""
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = create_model(model_config).to(d.device)
-    notes = load_init_weights(model, config.init_from) if config.init_from and resumed is None else []
+    model = (family.create_model if family else create_model)(model_config).to(d.device)
+    dit_init = config.init_from and resumed is None and family is None
+    notes = load_init_weights(model, config.init_from) if dit_init else []
     ema = make_ema(model)
     # Per-rank streams for timesteps, noise and label dropout (the reference: seed * world + rank).
     seed_everything(config.seed * d.world_size + d.rank)
@@ -222,7 +224,7 @@ def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None
             net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     state = TrainState(model=model, net=net, ema=ema, optimizer=make_optimizer(net.parameters(), config, d.device),
-                       scaler=scaler, meta=meta, fsdp=config.fsdp)
+                       scaler=scaler, meta=meta, fsdp=config.fsdp, export=family.export if family else None)
     if resumed is not None:
         state.load(resumed, d)
     return state, notes

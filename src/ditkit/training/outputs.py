@@ -87,7 +87,8 @@ def plot_curves(metrics_path: str, png_path: str) -> None:
     if train:
         steps = [r["step"] for r in train]
         ax.plot(steps, [r["loss"] for r in train], label="loss", lw=1)
-        ax.plot(steps, [r["mse"] for r in train], label="mse", lw=1)
+        for key in sorted({k for r in train for k in r if k.startswith("mse")}):  # DiT: mse; UniDiffuser: mse_img, ...
+            ax.plot(steps, [r.get(key, float("nan")) for r in train], label=key, lw=1)
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_title("training loss")

@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -95,6 +96,7 @@ class TrainState:
     batch_in_epoch: int = 0
     meta: dict = field(default_factory=dict)
     fsdp: bool = False
+    export: Callable | None = None  # export(ema, folder, extra): a non-DiT model's loadable folder (families.py)
 
     # -- saving: every rank gathers, rank 0 writes
     def save(self, checkpoint_dir: str, d: Dist, keep_last: int = 0) -> str:
@@ -123,9 +125,13 @@ class TrainState:
 
     def _write(self, folder: str, model_state: dict, optimizer_state: dict, rng_states: list, world_size: int):
         m = self.meta
-        save_pretrained(self.ema, folder, diffusion=m["diffusion"], codec=m["codec"], class_names=m["class_names"],
-                        extra={"training_step": self.step, "weights": "ema", "train_config": m["config"],
-                               **m.get("extra", {})})  # e.g. a text model's text encoder
+        extra = {"training_step": self.step, "weights": "ema", "train_config": m["config"],
+                 **m.get("extra", {})}  # e.g. a text model's text encoder
+        if self.export is not None:
+            self.export(self.ema, folder, extra)
+        else:
+            save_pretrained(self.ema, folder, diffusion=m["diffusion"], codec=m["codec"],
+                            class_names=m["class_names"], extra=extra)
         save_file(_cpu_state(model_state), os.path.join(folder, "train_model.safetensors"))
         _test_pause(self.step)
         torch.save(optimizer_state, os.path.join(folder, "optimizer.pt"))

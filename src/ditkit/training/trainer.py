@@ -27,6 +27,7 @@ from ..version import __version__
 from .build import (Data, build_state, check_writable, configure_machine, data_order, model_config_for,
                     on_main_then_share, open_data, read_resume)
 from .config import TrainConfig
+from .families import family_for
 from .hooks import CheckpointHook, EvalHook, LogHook, SampleGridHook, Window, every
 from .outputs import MetricsLog, plot_curves
 from .state import TrainState
@@ -64,9 +65,13 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     if resumed is not None and resumed["state"]["step"] >= config.max_steps:  # nothing left to do
         return {"step": resumed["state"]["step"], "loss": None, "checkpoint": resumed["path"],
                 "run_dir": run_dir, "already_done": True}
-    # captions (with a text encoder) train a text model; labels a class model
-    data, text = open_text_data(config, d) if config.text_encoder else (open_data(config, d), None)
-    model_config = model_config_for(text.with_model_fields(config) if text else config, data, resumed)
+    family = family_for(config)  # a non-DiT model (UniDiffuser and its caption decoder: families.py)
+    if family:
+        data, text = family.open(config, d), family
+        model_config = family.model_config(config, resumed)
+    else:  # captions (with a text encoder) train a text model; labels a class model
+        data, text = open_text_data(config, d) if config.text_encoder else (open_data(config, d), None)
+        model_config = model_config_for(text.with_model_fields(config) if text else config, data, resumed)
     config = replace(config, diffusion=replace(config.diffusion, learn_sigma=model_config.learn_sigma))
     order = data_order(config, d, data)
     diffusion = create_diffusion(None, **config.diffusion.to_dict())
@@ -74,7 +79,7 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
             "class_names": list(data.dataset.class_names) or None, "diffusion": config.diffusion.to_dict(),
             "precision": {"requested": requested_precision, "resolved": config.precision},
             "extra": text.extra() if text else {}}
-    state, notes = build_state(config, d, model_config, resumed, meta)
+    state, notes = build_state(config, d, model_config, resumed, meta, family)
     objective = objective or (text.objective(diffusion) if text else DiffusionObjective(diffusion))
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)

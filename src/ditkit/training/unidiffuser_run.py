@@ -1,0 +1,315 @@
+"""UniDiffuser under ``ditkit train``: the caption decoder first, then the U-ViT, both through the DiT engine.
+
+    ditkit train --data shapes --model caption-decoder --text-encoder minilm ...   (stage 1: words ↔ text tokens)
+    ditkit train --data shapes --model uvit-small --text-encoder minilm --init-from DECODER_CKPT ...   (stage 2)
+
+A *run family* (registered in ``families.py``) gives the loop what differs from a DiT run: the data (captioned
+images, kept as pixels: the batch needs the images for the CLIP-image token too), the model config stored in
+checkpoints (compared on resume), the module the optimizer trains, the objective, the progress output and how a
+checkpoint's EMA is written so that it loads elsewhere. Everything else — torchrun, resume, EMA, bf16, atomic
+checkpoints, keep-last, NaN stop — is the engine's, unchanged.
+
+- ``caption-decoder``: a ``WordPrefixDecoder`` and its ``encode_prefix`` (the learned reduction of the frozen
+  text encoder's states to the 64-d text tokens) trained with ``CaptionDecoderObjective``; checkpoints are
+  ``ditkit-caption-decoder`` folders (config.json + model.safetensors); progress: reconstructed captions.
+- ``uvit``: a ``UViTTrainNet`` (the U-ViT, plus the frozen caption decoder so that one state dict is a whole
+  UniDiffuser) trained with ``UniDiffuserObjective`` on ``UniDiffuser.training_batch``; checkpoints are
+  UniDiffuser folders (``UniDiffuser.save``), so ``ditkit uni --checkpoint CKPT`` samples them; progress: a
+  captioned t2i grid of the EMA.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import replace
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..codecs import make_codec
+from ..codecs.image_semantics import make_image_encoder
+from ..data.captions import load_captioned_dataset
+from ..errors import DitkitError
+from ..fileio import atomic_write_json, atomic_write_text
+from ..models.caption_decoder import WordPrefixDecoder, build_vocab
+from ..models.uvit import UViT, UViTConfig
+from ..pipelines.unidiffuser import UniDiffuser, make_text_encoder
+from ..version import __version__
+from .build import Data
+from .hooks import SampleGridHook
+from .outputs import fork_rng_around
+from .unidiffuser_objective import UniDiffuserObjective
+
+DECODER_FORMAT = "ditkit-caption-decoder"
+VOCAB_CAPTIONS = 5_000  # captions scanned for the decoder's vocabulary (shapes: all 35 words within 500)
+CAPTION_TOKENS = 24      # caption length the decoder trains on (as its generate's default)
+# U-ViT presets for small images (pixel space); the official v1 is UViTConfig() itself.
+UVIT_PRESETS = {"uvit-tiny": dict(embed_dim=64, depth=2, num_heads=2, patch_size=4),
+                "uvit-small": dict(embed_dim=256, depth=8, num_heads=4, patch_size=4),
+                "uvit-base": dict(embed_dim=512, depth=12, num_heads=8, patch_size=2)}
+DECODER_PRESET = dict(width=128, depth=2, heads=4)
+# ditkit train's shape flags → each model's own field names
+_UVIT_FLAGS = {"depth": "depth", "hidden_size": "embed_dim", "num_heads": "num_heads", "patch_size": "patch_size",
+               "mlp_ratio": "mlp_ratio"}
+_DECODER_FLAGS = {"depth": "depth", "hidden_size": "width", "num_heads": "heads"}
+
+
+class FamilyModelConfig(dict):
+    """The model config a family stores in checkpoints (a plain dict; no learned sigma)."""
+
+    learn_sigma = False
+
+    def to_dict(self) -> dict:
+        return dict(self)
+
+
+class UViTTrainNet(nn.Module):
+    """What the optimizer steps: the U-ViT; the caption decoder rides along frozen, so the (EMA) state dict
+    has a whole UniDiffuser's keys (``uvit.*``, ``caption_decoder.*``)."""
+
+    def __init__(self, uvit: UViT, caption_decoder: nn.Module):
+        super().__init__()
+        self.uvit, self.caption_decoder = uvit, caption_decoder.requires_grad_(False)
+
+    def forward(self, img, clip_img, text, t_img, t_text, data_type):  # the three noise predictions
+        return self.uvit(img, clip_img, text, t_img, t_text, data_type)
+
+
+def _shape_overrides(config, names: dict, family: str) -> dict:
+    unknown = sorted(set(config.model_overrides) - set(names))
+    if unknown:
+        raise DitkitError(f"--{unknown[0].replace('_', '-')} does not apply to a {family} model")
+    return {names[k]: v for k, v in config.model_overrides.items()}
+
+
+def read_decoder_folder(path: str) -> tuple[dict, dict]:
+    """A caption-decoder checkpoint's config and (EMA) weights; one DitkitError if it is not one."""
+    from ..checkpoints.format import read_json
+
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise DitkitError(f"--init-from {path}: not a caption-decoder checkpoint (no config.json)")
+    config = read_json(config_path)
+    if config.get("format") != DECODER_FORMAT:
+        raise DitkitError(f"--init-from {path}: not a caption-decoder checkpoint (train one with "
+                          "--model caption-decoder)")
+    try:
+        return config, load_file(os.path.join(path, "model.safetensors"))
+    except (OSError, RuntimeError) as exc:
+        raise DitkitError(f"cannot read the caption decoder weights in {path}: {exc}") from exc
+
+
+class CaptionRun:
+    """What both stages share: the captioned data as pixels and the frozen text encoder."""
+
+    name = "caption"
+
+    def __init__(self, config):
+        self.config = config
+        self.text_spec = config.text_encoder or "minilm"
+        self.text = None
+
+    def open(self, config, d) -> Data:
+        bundled = config.data in ("mnist", "shapes")
+        image_size = config.image_size or (32 if bundled else 256)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = load_captioned_dataset(config.data, image_size=image_size, split="train", strict=config.strict)
+        for w in caught:
+            if d.is_main:
+                print(f"ditkit train: warning: {w.message}", file=sys.stderr)
+        self.dataset, self.device = dataset, d.device
+        self.text = make_text_encoder(self.text_spec, device=d.device)
+        codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
+        # pixels reach the objective: the image token, the CLIP-image token and the codec all start from them
+        return Data(dataset, codec, False, dataset.channels, image_size, image_size)
+
+    def prompts(self, count: int) -> list[str]:
+        return [self.dataset.caption(i) for i in range(min(len(self.dataset), count))]
+
+    def vocab(self) -> list[str]:
+        return build_vocab(self.prompts(VOCAB_CAPTIONS))
+
+    def check_resume(self, model_config: FamilyModelConfig, resumed: dict | None) -> FamilyModelConfig:
+        if resumed is not None:
+            saved = resumed["state"]["model_config"]
+            diffs = sorted(k for k in set(saved) | set(model_config) if saved.get(k) != model_config.get(k))
+            if diffs:
+                raise DitkitError(f"cannot resume: the model differs from the checkpoint's in {', '.join(diffs)}")
+        return model_config
+
+    def extra(self) -> dict:
+        return {}
+
+    def save_cache(self) -> None:  # texts are encoded each step (no cache to keep)
+        pass
+
+
+class CaptionDecoderRun(CaptionRun):
+    """Stage 1: the caption decoder and its reduction, from the frozen encoder's states of the data's captions."""
+
+    name = "caption-decoder"
+
+    def model_config(self, config, resumed) -> FamilyModelConfig:
+        fields = {**DECODER_PRESET, "text_dim": 64, **_shape_overrides(config, _DECODER_FLAGS, self.name)}
+        cfg = FamilyModelConfig(family=self.name, text_encoder=self.text.to_config(),
+                                caption_decoder={"type": "words", "vocab": self.vocab(),
+                                                 "text_width": self.text.width, **fields})
+        return self.check_resume(cfg, resumed)
+
+    def create_model(self, model_config) -> nn.Module:
+        spec = dict(model_config["caption_decoder"])
+        spec.pop("type")
+        self.decoder = DecoderTrainNet(spec.pop("vocab"), **spec)
+        return self.decoder
+
+    def objective(self, diffusion):
+        return DecoderBatchObjective(self)
+
+    def export(self, ema: nn.Module, folder: str, extra: dict) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()},
+                  os.path.join(folder, "model.safetensors"))
+        atomic_write_json(os.path.join(folder, "config.json"), {
+            "format": DECODER_FORMAT, "ditkit_version": __version__, "caption_decoder": ema.to_config(),
+            "text_encoder": self.text.to_config(), "extra": extra})
+
+    def grid_hook(self, run_dir: str, codec, config):
+        return DecoderProgressHook(run_dir, config, self)
+
+
+class DecoderTrainNet(WordPrefixDecoder):
+    """The decoder with a forward that returns its per-caption loss, so DDP sees the whole step through
+    ``forward``; same weights and keys as a ``WordPrefixDecoder``."""
+
+    def forward(self, states: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # (N, L, W), (N, Lc) → (N,)
+        return self.token_losses(self.encode_prefix(states), ids)
+
+
+class DecoderBatchObjective:
+    """``CaptionDecoderObjective`` on a ``{"x", "caption"}`` batch: captions → frozen states and token ids."""
+
+    def __init__(self, run: CaptionDecoderRun):
+        self.run = run
+
+    def __call__(self, net, batch, generator=None):
+        captions, device = list(batch["caption"]), batch["x"].device
+        states = self.run.text.encode(captions).states.to(device)  # (N, L, W), frozen
+        ids = self.run.decoder.ids_of(captions, CAPTION_TOKENS).to(device)  # (N, CAPTION_TOKENS)
+        return {"loss": net(states, ids)}
+
+
+class DecoderProgressHook(SampleGridHook):
+    """Stage 1's progress: the first captions of the data, encoded and decoded back by the EMA decoder."""
+
+    def __init__(self, run_dir, config, run: CaptionDecoderRun):
+        super().__init__(run_dir, None, config)
+        self.run = run
+
+    def __call__(self, state) -> None:
+        prompts = self.run.prompts(self.config.sample_count)
+        states = self.run.text.encode(prompts).states.to(self.run.device)
+        decoded = fork_rng_around(state.ema.generate, state.ema.encode_prefix(states))
+        lines = [f"{p}\t→\t{q}" for p, q in zip(prompts, decoded)]
+        path = os.path.join(self.run_dir, "samples", f"step-{state.step:07d}.txt")
+        atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+class UniDiffuserRun(CaptionRun):
+    """Stage 2: the U-ViT on (image, CLIP-image token, text tokens) with the decoder's reduction frozen."""
+
+    name = "uvit"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.decoder_weights = None
+
+    def _decoder_config(self, config) -> dict:
+        if not config.init_from:
+            if config.resume is None:
+                print("ditkit train: note: no --init-from caption decoder: its reduction stays at its random "
+                      "initialisation and i2t captions will be noise (train one with --model caption-decoder)",
+                      file=sys.stderr)
+            return {"type": "words", "vocab": self.vocab(), "text_width": self.text.width, "text_dim": 64,
+                    **DECODER_PRESET}
+        saved, self.decoder_weights = read_decoder_folder(config.init_from)
+        if saved["text_encoder"].get("spec") != self.text.to_config().get("spec"):
+            raise DitkitError(f"--init-from {config.init_from}: the caption decoder was trained on the "
+                              f"{saved['text_encoder'].get('spec')} text encoder, this run uses {self.text_spec}")
+        return saved["caption_decoder"]
+
+    def model_config(self, config, resumed) -> FamilyModelConfig:
+        decoder = self._decoder_config(config)
+        preset = config.model if config.model in UVIT_PRESETS else None
+        if preset is None:
+            raise DitkitError(f"unknown U-ViT preset {config.model!r}; expected one of {', '.join(UVIT_PRESETS)}")
+        data = self.dataset
+        image_encoder = make_image_encoder("pooled:4", channels=data.channels)
+        codec = make_codec(self.config.vae, image_channels=data.channels)
+        image_size = self.config.image_size or (32 if self.config.data in ("mnist", "shapes") else 256)
+        uvit = {**UViTConfig().to_dict(), **UVIT_PRESETS[preset], **_shape_overrides(config, _UVIT_FLAGS, "U-ViT"),
+                "img_size": codec.latent_size(image_size), "in_chans": codec.latent_channels,
+                "num_text_tokens": self.text.max_length, "clip_img_dim": image_encoder.dim,
+                "text_dim": decoder["text_dim"]}
+        cfg = FamilyModelConfig(family=self.name, uvit=UViTConfig(**uvit).to_dict(), caption_decoder=decoder,
+                                text_encoder=self.text.to_config(), image_encoder=image_encoder.to_config(),
+                                codec=codec.to_config(), image_size=image_size)
+        return self.check_resume(cfg, resumed)
+
+    def create_model(self, model_config) -> nn.Module:
+        decoder = CaptionDecoderRun.create_model(self, model_config)
+        if self.decoder_weights is not None:
+            decoder.load_state_dict(self.decoder_weights)
+        uvit = UViT(UViTConfig(**model_config["uvit"]))
+        self.uni = self._assemble(uvit, decoder)  # checks the parts fit (text width, token count, ...)
+        return UViTTrainNet(uvit, decoder)
+
+    def _assemble(self, uvit, decoder) -> UniDiffuser:
+        channels = self.dataset.channels
+        return UniDiffuser(uvit, decoder, codec=make_codec(self.config.vae, image_channels=channels).to(self.device),
+                           text_encoder=self.text, image_encoder=make_image_encoder("pooled:4", channels=channels),
+                           image_size=self.config.image_size or (32 if self.config.data in ("mnist", "shapes") else 256))
+
+    def objective(self, diffusion):
+        return UniBatchObjective(self)
+
+    def export(self, ema: nn.Module, folder: str, extra: dict) -> None:
+        self._assemble(ema.uvit, ema.caption_decoder).save(folder, extra=extra)
+
+    def grid_hook(self, run_dir: str, codec, config):
+        return UniGridHook(run_dir, config, self)
+
+
+class UniBatchObjective(UniDiffuserObjective):
+    """UniDiffuser's objective on a ``{"x", "caption"}`` batch: images and captions → ``training_batch``."""
+
+    def __init__(self, run: UniDiffuserRun):
+        super().__init__()
+        self.run = run
+
+    def __call__(self, net, batch, generator=None):
+        uni_batch = self.run.uni.training_batch(batch["x"], list(batch["caption"]), generator)
+        return super().__call__(net, uni_batch, generator)
+
+
+class UniGridHook(SampleGridHook):
+    """Stage 2's progress: EMA t2i samples of the data's first captions (fixed seed), captioned."""
+
+    def __init__(self, run_dir, config, run: UniDiffuserRun):
+        super().__init__(run_dir, None, config)
+        self.run = run
+
+    def __call__(self, state) -> None:
+        from ..imaging import to_uint8
+        from ..pipelines.images import save_png
+        from ..pipelines.text import captioned_grid
+
+        c, prompts = self.config, self.run.prompts(self.config.sample_count)
+        model = self.run._assemble(state.ema.uvit, state.ema.caption_decoder)
+        out = fork_rng_around(model.generate, "t2i", prompts=prompts, steps=c.sample_steps, scale=c.sample_cfg,
+                              seed=c.seed)
+        path = os.path.join(self.run_dir, "samples", f"step-{state.step:07d}.png")
+        save_png(captioned_grid(to_uint8(out.images), prompts), path)
+

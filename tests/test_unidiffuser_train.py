@@ -1,0 +1,156 @@
+"""UniDiffuser under ``ditkit train``: the caption decoder, then the U-ViT, through the DiT engine — checkpoints
+are UniDiffuser folders, resume is bit-exact (one process and 2-process torchrun), bad input is one line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ditkit.errors import DitkitError
+from ditkit.training import TrainConfig, train
+
+DECODER = dict(model="caption-decoder", model_overrides=dict(hidden_size=32, depth=1, num_heads=2))
+UVIT = dict(model="uvit-tiny", model_overrides=dict(hidden_size=32, depth=2, num_heads=2, patch_size=4))
+
+
+def config(out, **kw):
+    base = dict(data="shapes", image_size=16, text_encoder="chars", max_steps=4, global_batch_size=4, ckpt_every=4,
+                log_every=1, sample_every=0, seed=3, progress=False, ema_decay=0.9, threads=1, precision="fp32",
+                out=str(out), **UVIT)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(ckpt):
+    return load_file(os.path.join(ckpt, "train_model.safetensors")), load_file(os.path.join(ckpt, "model.safetensors"))
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def decoder_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("decoder")
+    return train(config(out, max_steps=3, ckpt_every=3, lr=3e-3, **DECODER))["checkpoint"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_uvit_resume_is_bit_identical(tmp_path, decoder_ckpt, precision):
+    kw = dict(precision=precision, init_from=decoder_ckpt)
+    straight = train(config(tmp_path / "a", **kw))
+    train(config(tmp_path / "b", max_steps=2, ckpt_every=2, **kw))
+    resumed = train(config(tmp_path / "b", resume="latest", **kw))
+    assert straight["step"] == resumed["step"] == 4
+    raw_a, ema_a = weights(straight["checkpoint"])
+    raw_b, ema_b = weights(resumed["checkpoint"])
+    assert_same(raw_a, raw_b)
+    assert_same(ema_a, ema_b)
+    la = [json.loads(x) for x in open(tmp_path / "a" / "metrics.jsonl")]
+    lb = [json.loads(x) for x in open(tmp_path / "b" / "metrics.jsonl")]
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+    assert {"mse_img", "mse_clip_img", "mse_text"} <= set(la[0])  # the three modalities are logged
+    # the U-ViT trained; the frozen caption decoder is the stage-1 checkpoint's, untouched
+    decoder = load_file(os.path.join(decoder_ckpt, "model.safetensors"))
+    assert all(torch.equal(raw_a[f"caption_decoder.{k}"], v) for k, v in decoder.items())
+    first = train(config(tmp_path / "c", max_steps=1, ckpt_every=1, **kw))
+    assert not torch.equal(weights(first["checkpoint"])[0]["uvit.pos_embed"], raw_a["uvit.pos_embed"])
+
+
+def test_caption_decoder_resume_is_bit_identical(tmp_path):
+    straight = train(config(tmp_path / "a", **DECODER))
+    train(config(tmp_path / "b", max_steps=2, ckpt_every=2, **DECODER))
+    resumed = train(config(tmp_path / "b", resume="latest", **DECODER))
+    for a, b in zip(weights(straight["checkpoint"]), weights(resumed["checkpoint"])):
+        assert_same(a, b)
+
+
+def test_checkpoint_is_a_unidiffuser_folder_for_ditkit_uni(tmp_path, decoder_ckpt):
+    from ditkit.cli import main
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+
+    run = train(config(tmp_path / "run", max_steps=2, ckpt_every=2, sample_every=2, sample_count=2, sample_steps=2,
+                       init_from=decoder_ckpt))
+    ckpt = run["checkpoint"]
+    model = UniDiffuser.load(ckpt)
+    ema = load_file(os.path.join(ckpt, "model.safetensors"))
+    assert all(torch.equal(model.uvit.state_dict()[k], ema[f"uvit.{k}"]) for k in model.uvit.state_dict())
+    saved = json.load(open(os.path.join(ckpt, "config.json")))
+    assert saved["extra"]["training_step"] == 2 and saved["extra"]["weights"] == "ema"
+    assert saved["text_encoder"]["spec"] == "chars" and saved["uvit"]["embed_dim"] == 32
+    assert os.path.isfile(tmp_path / "run" / "samples" / "step-0000002.png")  # the captioned t2i progress grid
+    assert main(["uni", "i2t", "--image", str(tmp_path / "run" / "samples" / "step-0000002.png"), "--steps", "2",
+                 "--checkpoint", ckpt, "--out", str(tmp_path / "uni")]) == 0
+    assert (tmp_path / "uni" / "captions.txt").is_file()
+
+
+def test_decoder_progress_lists_reconstructed_captions(tmp_path):
+    train(config(tmp_path / "d", max_steps=2, ckpt_every=2, sample_every=2, sample_count=3, **DECODER))
+    lines = (tmp_path / "d" / "samples" / "step-0000002.txt").read_text().splitlines()
+    assert len(lines) == 3 and all("\t→\t" in line for line in lines)
+
+
+def test_minilm_text_encoder_trains_both_stages(tmp_path):
+    """The offline MiniLM encoder (the bundled path): 384-d states, 32 tokens, through both stages."""
+    dec = train(config(tmp_path / "dec", text_encoder="minilm", max_steps=1, ckpt_every=1, **DECODER))
+    run = train(config(tmp_path / "uvit", text_encoder="minilm", max_steps=1, ckpt_every=1,
+                       init_from=dec["checkpoint"]))
+    saved = json.load(open(os.path.join(run["checkpoint"], "config.json")))
+    assert saved["text_encoder"]["spec"] == "minilm" and saved["uvit"]["num_text_tokens"] == 32
+    assert saved["caption_decoder"]["text_width"] == 384
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not-a-decoder", "not a caption-decoder checkpoint"),
+    ("other-encoder", "trained on the chars text encoder, this run uses minilm"),
+    ("dit-flag", "--block does not apply to a U-ViT model"),
+    ("preset", "unknown U-ViT preset 'uvit-huge'"),
+])
+def test_bad_input_is_one_clear_error(tmp_path, decoder_ckpt, case, message):
+    kw = {"not-a-decoder": dict(init_from=str(tmp_path)),
+          "other-encoder": dict(init_from=decoder_ckpt, text_encoder="minilm"),
+          "dit-flag": dict(model_overrides=dict(block="adaln")),
+          "preset": dict(model="uvit-huge")}[case]
+    with pytest.raises(DitkitError, match=message):
+        train(config(tmp_path / "x", **kw))
+    assert not os.path.isdir(tmp_path / "x" / "checkpoints")
+
+
+def test_resume_with_another_model_is_refused(tmp_path, decoder_ckpt):
+    train(config(tmp_path / "r", max_steps=1, ckpt_every=1, init_from=decoder_ckpt))
+    with pytest.raises(DitkitError, match="cannot resume: the model differs from the checkpoint's in uvit"):
+        train(config(tmp_path / "r", resume="latest", init_from=decoder_ckpt,
+                     model_overrides=dict(UVIT["model_overrides"], hidden_size=64)))
+
+
+def _torchrun(args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ditkit",
+           "train", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_resumes_exactly(tmp_path, decoder_ckpt):
+    def flags(out, steps, every):
+        return ["--data", "shapes", "--image-size", "16", "--model", "uvit-tiny", "--text-encoder", "chars",
+                "--hidden-size", "32", "--depth", "2", "--num-heads", "2", "--patch-size", "4", "--init-from",
+                decoder_ckpt, "--max-steps", str(steps), "--global-batch-size", "4", "--ckpt-every", str(every),
+                "--sample-every", "0", "--ema-decay", "0.9", "--seed", "5", "--threads", "1", "--precision", "fp32",
+                "--out", str(out), "--no-progress"]
+
+    _torchrun(flags(tmp_path / "straight", 4, 100))
+    _torchrun(flags(tmp_path / "split", 2, 2))
+    _torchrun([*flags(tmp_path / "split", 4, 100), "--resume", "latest"])
+    a = weights(tmp_path / "straight" / "checkpoints" / "step-0000004")
+    b = weights(tmp_path / "split" / "checkpoints" / "step-0000004")
+    for x, y in zip(a, b):
+        assert_same(x, y)
+    assert len(torch.load(tmp_path / "split/checkpoints/step-0000004/rng_states.pt", weights_only=True)) == 2
