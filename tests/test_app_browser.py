@@ -106,8 +106,12 @@ def shots(tmp_path_factory):
     return lambda page, name: page.screenshot(path=str(folder / name), full_page=True)
 
 
+OUTSIDE = []  # requests the pages made to anywhere but the app (the app is local and offline)
+
+
 def _open(browser, url):
     page = browser.new_page()
+    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else OUTSIDE.append(r.url))
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
     page.wait_for_selector("#generate-button")
@@ -195,3 +199,4 @@ def test_monitor_and_explorer(server, browser, shots):
     assert "256" in page.locator("#explorer-result").inner_text()  # tokens of XL/2 at 256 px
     shots(page, "app-explorer.png")
     page.close()
+    assert not OUTSIDE, f"the pages reached outside the app: {OUTSIDE[:5]}"
