@@ -146,6 +146,30 @@ def test_dit_pipeline_runs_from_the_exported_folder(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
 
 
+def test_dit_pipeline_ddim_with_guidance_equals_ditkit_ddim(tmp_path, capsys):
+    """The whole diffusers pipeline (DDIM, guidance 4, VAE decode) draws ditkit's images from the same noise."""
+    from ditkit.diffusion import create_diffusion
+    from ditkit.diffusion.guidance import cfg_denoiser
+    from ditkit.diffusion.samplers import ddim_sample
+
+    vae = _tiny_vae(tmp_path / "vae")
+    model = _perturbed(create_model(dict(TINY, num_classes=3)))
+    ckpt = save_pretrained(model, tmp_path / "ckpt", codec={"type": "vae", "source": str(vae), "scaling_factor": 0.5},
+                           diffusion={"diffusion_steps": 1000, "noise_schedule": "linear", "learn_sigma": True})
+    assert _export(capsys, ckpt, tmp_path / "pipe")[0] == 0
+    pipe = diffusers.DiTPipeline.from_pretrained(tmp_path / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    use_dit_timestep_frequencies(pipe)
+    images = pipe(class_labels=[0, 2], guidance_scale=4.0, num_inference_steps=5, output_type="pt",
+                  generator=torch.Generator().manual_seed(0)).images
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))  # what the pipeline drew
+    guided = cfg_denoiser(model, torch.tensor([0, 2, 3, 3]), 4.0)  # 3: ditkit's null class
+    latents = ddim_sample(guided, create_diffusion("ddim5"), torch.cat([noise, noise]))[:2]
+    with torch.no_grad():
+        ours = (pipe.vae.decode(latents / 0.5).sample / 2 + 0.5).clamp(0, 1)
+    torch.testing.assert_close(images, ours, rtol=0, atol=1e-5)
+
+
 def test_unconditional_model_round_trip(tmp_path, capsys):
     model = _perturbed(create_model(dict(TINY, num_classes=0)))
     ckpt = save_pretrained(model, tmp_path / "ckpt", codec={"type": "pixel", "channels": 4})
