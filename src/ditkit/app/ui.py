@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import DitkitError
 from . import explorer, generation, monitor, require_gradio
@@ -126,7 +125,8 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
     captions = gr.Textbox(label="Captions", visible=False, lines=2, elem_id="captions", interactive=False)
     command = gr.Code(label="Reproduce with", language="shell", elem_id="command", wrap_lines=True, lines=2,
                       max_lines=4)
-    files = gr.File(label="Downloads: grid, .npz (ADM format), all PNGs (.zip)", file_count="multiple", elem_id="downloads")
+    files = gr.File(label="Downloads: grid, .npz (ADM format), all PNGs (.zip)", file_count="multiple",
+                    elem_id="downloads")
 
     @_shown_errors
     def on_generate(model, path, classes, prompt, negative, mode, image, scale, sampler, steps, seed, random_seed,
@@ -143,7 +143,8 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
         result = generation.generate(request, cache, out_root=settings.out_root, max_images=settings.max_images,
                                      report=report)
         images = [(str(p), caption) for p, caption in zip(result.pngs, result.captions)]
-        return images, gr.update(value="\n".join(result.texts), visible=bool(result.texts)), result.command, [str(p) for p in result.downloads]
+        texts = gr.update(value="\n".join(result.texts), visible=bool(result.texts))
+        return images, texts, result.command, [str(p) for p in result.downloads]
 
     inputs = [c["model"], c["path"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"], scale, sampler,
               steps, seed, random_seed, count]
