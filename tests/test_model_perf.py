@@ -51,3 +51,24 @@ def test_bf16_autocast_model_follows_fp32(block):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(x, t, y).float()
     assert (low - ref).abs().max() < 3e-2 * ref.abs().max()
+
+
+def test_compiled_blocks_give_the_same_outputs_gradients_and_keys():
+    torch.manual_seed(0)
+    model = create_model(TINY, class_dropout_prob=0.0)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    g = torch.Generator().manual_seed(1)
+    x, t, y = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([3, 700]), torch.tensor([1, 4])
+    ref = model(x, t, y)
+    ref.pow(2).sum().backward()
+    ref_grads = [p.grad.clone() for p in model.parameters()]
+    keys = list(model.state_dict())
+    model.zero_grad()
+    model.compile_blocks(backend="eager")  # the graph capture itself; inductor codegen is too slow for a test
+    out = model(x, t, y)
+    out.pow(2).sum().backward()
+    assert torch.allclose(out, ref, atol=1e-6)
+    for a, b in zip(ref_grads, (p.grad for p in model.parameters())):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert list(model.state_dict()) == keys
