@@ -66,6 +66,8 @@ def test_random_seed_is_reported_and_reproducible(cache, tmp_path):
     (dict(cfg_scale=float("inf")), "finite"),
     (dict(num_images=17), "from 1 to 16"),
     (dict(steps=0), "steps"),
+    (dict(steps=float("nan")), "steps"),
+    (dict(num_images=2.5), "number of images"),
     (dict(seed=-1), "seed"),
     (dict(classes=["cat"]), "no class 'cat'"),
     (dict(model="/no/such/folder"), "does not exist"),

@@ -40,7 +40,7 @@ class GenerateRequest:
 @dataclass
 class GenerateResult:
     images: np.ndarray | None  # uint8 (N, H, W, C); None for caption-only modes
-    captions: list[str]  # one per image (its class, or the generated caption); the captions of text modes
+    captions: list[str]  # one per image: its class, its prompt, or its generated caption
     pngs: list[Path]  # one PNG per sample
     downloads: list[Path]  # grid.png, samples.npz, samples.zip (the PNGs)
     command: str
@@ -48,25 +48,30 @@ class GenerateResult:
     texts: list[str] = field(default_factory=list)  # generated captions (UniDiffuser text modes)
 
 
+def _whole(value, what: str, low: int, high: int | None = None) -> int:
+    """``value`` as a whole number in [low, high], or one sentence saying what was expected."""
+    span = f"from {low} to {high}" if high is not None else f"≥ {low}"
+    try:
+        number = int(value)
+        whole = number == value
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or number < low or (high is not None and number > high):
+        raise DitkitError(f"the {what} must be a whole number {span}, got {value}")
+    return number
+
+
 def _check_numbers(request: GenerateRequest, max_images: int) -> int:
-    """Validate the plain numbers; returns the seed to use."""
+    """Validate the plain numbers; returns the seed to use (a random one when none is given)."""
     try:
         scale = float(request.cfg_scale)
     except (TypeError, ValueError):
         raise DitkitError(f"the guidance scale must be a number, got {request.cfg_scale!r}") from None
     if not math.isfinite(scale) or scale < 0:
         raise DitkitError(f"the guidance scale must be a finite number ≥ 0, got {request.cfg_scale}")
-    n = request.num_images
-    if n is None or int(n) != n or not 1 <= int(n) <= max_images:
-        raise DitkitError(f"the number of images must be a whole number from 1 to {max_images}, got {n}")
-    steps = request.steps
-    if steps is None or int(steps) != steps or not 1 <= int(steps) <= MAX_STEPS:
-        raise DitkitError(f"the number of steps must be a whole number from 1 to {MAX_STEPS}, got {steps}")
-    if request.seed is None:
-        return random.randrange(2**31)
-    if int(request.seed) != request.seed or request.seed < 0:
-        raise DitkitError(f"the seed must be a whole number ≥ 0, got {request.seed}")
-    return int(request.seed)
+    _whole(request.num_images, "number of images", 1, max_images)
+    _whole(request.steps, "number of steps", 1, MAX_STEPS)
+    return random.randrange(2**31) if request.seed is None else _whole(request.seed, "seed", 0)
 
 
 def _labels(conditioning, request: GenerateRequest) -> list[int] | None:
