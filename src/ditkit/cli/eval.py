@@ -7,13 +7,16 @@ import sys
 import warnings
 
 
+DESCRIPTION = (
+    "Score samples against a reference. Inputs: a folder of images, an ADM-format .npz (arr_0 uint8 NxHxWx3, "
+    "optional labels), or a bundled dataset (mnist, shapes, mnist:test). Every report names the feature extractor "
+    "behind its numbers; numbers from different extractors are not comparable."
+)
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "eval", help="score samples: FID, sFID, IS, precision/recall, class accuracy",
-        description="Score samples against a reference. Inputs: a folder of images, an ADM-format .npz "
-                    "(arr_0 uint8 NxHxWx3, optional labels), or a bundled dataset (mnist, shapes, mnist:test). "
-                    "Every report names the feature extractor behind its numbers; numbers from different "
-                    "extractors are not comparable.")
+    help_line = "score samples: FID, sFID, IS, precision/recall, class accuracy"
+    p = subparsers.add_parser("eval", help=help_line, description=DESCRIPTION)
     p.add_argument("--samples", required=True, help="folder, .npz, or bundled dataset name[:split]")
     p.add_argument("--reference", required=True, help="folder, .npz, or mnist / shapes (train split; "
                                                        "name:test / name:all for others)")

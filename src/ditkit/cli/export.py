@@ -1,23 +1,21 @@
-"""``ditkit export CHECKPOINT OUT --format diffusers``: a checkpoint as a folder another library loads."""
+"""Write CHECKPOINT (any checkpoint ditkit loads) as a new folder OUT that diffusers loads.
+
+DiTPipeline.from_pretrained(OUT) for latent models (transformer/, scheduler/ with the training betas, vae/),
+DiTTransformer2DModel.from_pretrained(OUT, subfolder='transformer') for pixel-space ones. Only adaLN-Zero
+DiTs with mlp_ratio 4 and at most 1,000 classes exist in diffusers.
+"""
 
 from __future__ import annotations
 
+import argparse
 import warnings
 
 from .info import add_checkpoint_arguments
 
 
-DESCRIPTION = (
-    "Write CHECKPOINT (any checkpoint ditkit loads) as a new folder OUT that diffusers loads: "
-    "DiTPipeline.from_pretrained(OUT) for latent models (transformer/, scheduler/ with the training betas, vae/), "
-    "DiTTransformer2DModel.from_pretrained(OUT, subfolder='transformer') for pixel-space ones. Only adaLN-Zero "
-    "DiTs with mlp_ratio 4 and at most 1,000 classes exist in diffusers."
-)
-
-
 def add_parser(subparsers) -> None:
-    help_line = "write a checkpoint in another library's layout (diffusers' DiTPipeline)"
-    p = subparsers.add_parser("export", help=help_line, description=DESCRIPTION)
+    p = subparsers.add_parser("export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              help="write a checkpoint in another library's layout (diffusers' DiTPipeline)")
     add_checkpoint_arguments(p)
     p.add_argument("out", help="the folder to write (must not exist, or be empty)")
     p.add_argument("--format", choices=["diffusers"], default="diffusers", help="the layout to write")
