@@ -15,7 +15,7 @@ from ..errors import DitkitError
 from ..version import __version__
 
 # Order is the order shown by ``ditkit --help``.
-_COMMANDS = ("sample", "train", "eval", "flops", "info", "export", "app", "study", "uni")
+_COMMANDS = ("sample", "train", "eval", "flops", "info", "export", "app", "study", "uni", "uni-eval")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ditkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)  # uni-eval → uni_eval
     return parser
 
 
