@@ -170,6 +170,7 @@ def test_a_unidiffuser_model_shows_its_modes(server, browser):
     box.press("Enter")  # the page asks the model what it takes
     page.get_by_text("conditioning: multimodal").wait_for()
     assert page.locator("#mode").is_visible() and not page.locator("#classes").is_visible()
+    assert not page.locator("#sampler").is_visible()  # UniDiffuser samples with its own solver
     page.get_by_label("t2i", exact=True).check()
     page.locator("#prompt textarea, #prompt input").first.fill("a red circle")
     _generate(page, seed=9, count=2, steps=3, path=str(server["uni"]))

@@ -68,7 +68,7 @@ def build_app(settings: AppSettings):
 
 # -- Generate ---------------------------------------------------------------------------------------------
 
-def _model_inputs(gr, settings: AppSettings, cache: ModelCache) -> dict:
+def _model_inputs(gr, settings: AppSettings) -> dict:
     choices = model_choices(settings.runs_dir)
     c = {}
     with gr.Row():
@@ -84,6 +84,11 @@ def _model_inputs(gr, settings: AppSettings, cache: ModelCache) -> dict:
         c["prompt"] = gr.Textbox(label="Prompt", visible=False, elem_id="prompt")
         c["negative"] = gr.Textbox(label="Negative prompt", visible=False)
         c["image"] = gr.Image(label="Input image (image modes)", type="filepath", visible=False, height=160)
+    return c
+
+
+def _wire_model_choice(gr, c: dict, cache: ModelCache, sampler) -> None:
+    """Choosing a model asks it what it takes and shows exactly those inputs."""
 
     @_shown_errors
     def on_model(model, path):
@@ -93,19 +98,18 @@ def _model_inputs(gr, settings: AppSettings, cache: ModelCache) -> dict:
         return (found.about(), gr.update(choices=cond.class_names, value=[], visible=cond.kind == "class"),
                 gr.update(visible=text or multi), gr.update(visible=text),
                 gr.update(choices=cond.modes, value=cond.modes[0] if multi else None, visible=multi),
-                gr.update(visible=multi))
+                gr.update(visible=multi), gr.update(visible=not multi))  # UniDiffuser has its own solver
 
-    outs = [c["about"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"]]
+    outs = [c["about"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"], sampler]
     c["model"].change(on_model, [c["model"], c["path"]], outs)
     c["path"].submit(on_model, [c["model"], c["path"]], outs)
     c["on_model"] = (on_model, [c["model"], c["path"]], outs)
-    return c
 
 
 def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
     from ..diffusion import SAMPLERS
 
-    c = _model_inputs(gr, settings, cache)
+    c = _model_inputs(gr, settings)
     with gr.Row():
         scale = gr.Number(4.0, label="Guidance scale", info="1 = none; 4 for visuals", elem_id="cfg-scale")
         sampler = gr.Dropdown([(f"{name} — {spec.about}" if spec.about else name, name)
@@ -119,6 +123,7 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
                           label=f"Images (at most {settings.max_images})", elem_id="num-images")
     sampler.change(lambda name: gr.update(value=min(SAMPLERS[name].default_steps, 250)), sampler, steps,
                    show_progress="hidden")
+    _wire_model_choice(gr, c, cache, sampler)
     button = gr.Button("Generate", variant="primary", elem_id="generate-button")
     gallery = gr.Gallery(label="Samples", columns=8, height=300, format="png", elem_id="gallery",
                          elem_classes=["pixelated"], object_fit="contain")
