@@ -46,7 +46,7 @@ def test_uvit_resume_is_bit_identical(tmp_path, decoder_ckpt, precision):
     kw = dict(precision=precision, init_from=decoder_ckpt)
     straight = train(config(tmp_path / "a", **kw))
     train(config(tmp_path / "b", max_steps=2, ckpt_every=2, **kw))
-    resumed = train(config(tmp_path / "b", resume="latest", **kw))
+    resumed = train(config(tmp_path / "b", resume="latest", precision=precision))  # the decoder comes back too
     assert straight["step"] == resumed["step"] == 4
     raw_a, ema_a = weights(straight["checkpoint"])
     raw_b, ema_b = weights(resumed["checkpoint"])
@@ -61,6 +61,22 @@ def test_uvit_resume_is_bit_identical(tmp_path, decoder_ckpt, precision):
     assert all(torch.equal(raw_a[f"caption_decoder.{k}"], v) for k, v in decoder.items())
     first = train(config(tmp_path / "c", max_steps=1, ckpt_every=1, **kw))
     assert not torch.equal(weights(first["checkpoint"])[0]["uvit.pos_embed"], raw_a["uvit.pos_embed"])
+
+
+def test_grad_checkpointing_reaches_the_uvit_and_changes_no_number(tmp_path, decoder_ckpt):
+    plain = train(config(tmp_path / "a", max_steps=2, ckpt_every=2, init_from=decoder_ckpt))
+    recomputed = train(config(tmp_path / "b", max_steps=2, ckpt_every=2, init_from=decoder_ckpt,
+                              grad_checkpointing=True))
+    for a, b in zip(weights(plain["checkpoint"]), weights(recomputed["checkpoint"])):
+        assert_same(a, b)
+    from ditkit.training.unidiffuser_run import UViTTrainNet
+    from ditkit.models.uvit import UViT, UViTConfig
+    from torch import nn
+
+    net = UViTTrainNet(UViT(UViTConfig(img_size=4, embed_dim=32, depth=2, num_heads=2, num_text_tokens=4,
+                                       clip_img_dim=4)), nn.Linear(2, 2))
+    net.gradient_checkpointing = True
+    assert net.uvit.gradient_checkpointing and not any(p.requires_grad for p in net.caption_decoder.parameters())
 
 
 def test_caption_decoder_resume_is_bit_identical(tmp_path):
@@ -111,12 +127,13 @@ def test_minilm_text_encoder_trains_both_stages(tmp_path):
     ("other-encoder", "trained on the chars text encoder, this run uses minilm"),
     ("dit-flag", "--block does not apply to a U-ViT model"),
     ("preset", "unknown U-ViT preset 'uvit-huge'"),
+    ("fsdp", "--fsdp does not support UniDiffuser runs"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, decoder_ckpt, case, message):
     kw = {"not-a-decoder": dict(init_from=str(tmp_path)),
           "other-encoder": dict(init_from=decoder_ckpt, text_encoder="minilm"),
           "dit-flag": dict(model_overrides=dict(block="adaln")),
-          "preset": dict(model="uvit-huge")}[case]
+          "preset": dict(model="uvit-huge"), "fsdp": dict(fsdp=True)}[case]
     with pytest.raises(DitkitError, match=message):
         train(config(tmp_path / "x", **kw))
     assert not os.path.isdir(tmp_path / "x" / "checkpoints")

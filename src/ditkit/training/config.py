@@ -47,10 +47,13 @@ class TrainConfig:
     text_cache: str | None = knob(None, "keep the captions' text embeddings in DIR (reused by later runs)",
                                   group="data", metavar="DIR")
     # -- model (--depth, --hidden-size, ... fill model_overrides; see cli/train.py)
-    model: str = knob("DiT-S/2", "preset name (DiT-S/2 ... DiT-XL/8) or a model config.json", group="model")
+    model: str = knob("DiT-S/2", "preset name (DiT-S/2 ... DiT-XL/8) or a model config.json; UniDiffuser: "
+                      "caption-decoder (stage 1), then uvit-tiny|uvit-small|uvit-base (stage 2; "
+                      "training/unidiffuser_run.py)", group="model")
     model_overrides: dict[str, Any] = knob({}, "DiTConfig fields that override the preset", cli=False)
     init_from: str | None = knob(None, "finetune from our checkpoint folder or an official .pt (a different "
-                                 "class count resizes the label table)", group="model", metavar="CKPT")
+                                 "class count resizes the label table); a uvit-* run: its trained caption-decoder "
+                                 "checkpoint", group="model", metavar="CKPT")
     # -- recipe (the paper's defaults)
     max_steps: int = knob(1000, "optimizer steps to train to", group="recipe")
     global_batch_size: int = knob(256, "images per step over all processes, as in the paper", group="recipe")

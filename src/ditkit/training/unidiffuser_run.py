@@ -77,6 +77,14 @@ class UViTTrainNet(nn.Module):
     def forward(self, img, clip_img, text, t_img, t_text, data_type):  # the three noise predictions
         return self.uvit(img, clip_img, text, t_img, t_text, data_type)
 
+    @property
+    def gradient_checkpointing(self) -> bool:  # --grad-checkpointing reaches the U-ViT's blocks
+        return self.uvit.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, on: bool) -> None:
+        self.uvit.gradient_checkpointing = bool(on)
+
 
 def _shape_overrides(config, names: dict, family: str) -> dict:
     unknown = sorted(set(config.model_overrides) - set(names))
@@ -226,7 +234,9 @@ class UniDiffuserRun(CaptionRun):
         super().__init__(config)
         self.decoder_weights = None
 
-    def _decoder_config(self, config) -> dict:
+    def _decoder_config(self, config, resumed) -> dict:
+        if resumed is not None and not config.init_from:  # the decoder rides in the checkpoint
+            return resumed["state"]["model_config"]["caption_decoder"]
         if not config.init_from:
             if config.resume is None:
                 print("ditkit train: note: no --init-from caption decoder: its reduction stays at its random "
@@ -241,7 +251,9 @@ class UniDiffuserRun(CaptionRun):
         return saved["caption_decoder"]
 
     def model_config(self, config, resumed) -> FamilyModelConfig:
-        decoder = self._decoder_config(config)
+        if config.fsdp:  # the frozen decoder runs outside the sharded forward (training_batch)
+            raise DitkitError("--fsdp does not support UniDiffuser runs yet; train them with DDP (plain torchrun)")
+        decoder = self._decoder_config(config, resumed)
         preset = config.model if config.model in UVIT_PRESETS else None
         if preset is None:
             raise DitkitError(f"unknown U-ViT preset {config.model!r}; expected one of {', '.join(UVIT_PRESETS)}")
