@@ -99,11 +99,9 @@ def save_text_grid(ema_model, codec, text: TextTraining, path: str, *, steps: in
     save_png(captioned_grid(out.images, text.grid_prompts), path)
 
 
-def open_text_data(config, d) -> tuple[Data, TextTraining]:
-    """The captioned training set as the loop's ``Data`` (pixels, or a VAE encoding each batch), and the
-    text side of the run."""
-    if config.latent_cache:
-        raise DitkitError("--latent-cache is for label models; a text model encodes its images each step")
+def open_captions(config, d):
+    """The captioned training set (``--data`` with captions; warnings printed once, by rank 0) and its image
+    size. Shared by every run that trains on captions (text DiTs here, UniDiffuser)."""
     bundled = config.data in ("mnist", "shapes")
     image_size = config.image_size or (32 if bundled else 256)
     with warnings.catch_warnings(record=True) as caught:
@@ -112,6 +110,15 @@ def open_text_data(config, d) -> tuple[Data, TextTraining]:
     for w in caught:
         if d.is_main:
             print(f"ditkit train: warning: {w.message}", file=sys.stderr)
+    return dataset, image_size
+
+
+def open_text_data(config, d) -> tuple[Data, TextTraining]:
+    """The captioned training set as the loop's ``Data`` (pixels, or a VAE encoding each batch), and the
+    text side of the run."""
+    if config.latent_cache:
+        raise DitkitError("--latent-cache is for label models; a text model encodes its images each step")
+    dataset, image_size = open_captions(config, d)
     codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
     data = Data(dataset, codec, codec.downsample != 1, codec.latent_channels, codec.latent_size(image_size), image_size)
     return data, TextTraining(config, dataset, d.device)
