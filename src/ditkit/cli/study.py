@@ -11,7 +11,8 @@ def add_parser(subparsers) -> None:
         description="A study is a TOML file: dataset, grid (sizes × patch sizes × blocks × any training option), "
                     "budget per cell, FID schedule, seeds. 'plan' checks it and lists the cells, 'run' trains every "
                     "cell (finished ones are skipped, interrupted ones resume), 'report' writes the table and plots.")
-    sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True,
+                           help="plan (check a study file), run (train its cells), report (table and plots)")
     plan = sub.add_parser("plan", help="check a study file and list its cells with their Gflops and budget",
                           description="Validate a study file and print its cells; nothing is trained.")
     plan.add_argument("spec", help="the study file (TOML)")
