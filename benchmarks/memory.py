@@ -108,6 +108,8 @@ def main(argv=None) -> dict:
     if args.worker:
         print(json.dumps(measure(args)))
         return {}
+    if args.method == "account" and args.precision != "fp32":
+        p.error("--method account counts fp32 only (autocast does not act on the meta device); use --method measure")
     result = {"model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
               "precision": args.precision, "method": args.method}
     for name, flag in (("without_checkpointing", False), ("with_checkpointing", True)):
