@@ -171,3 +171,23 @@ def test_two_process_torchrun_resumes_exactly(tmp_path, decoder_ckpt):
     for x, y in zip(a, b):
         assert_same(x, y)
     assert len(torch.load(tmp_path / "split/checkpoints/step-0000004/rng_states.pt", weights_only=True)) == 2
+
+
+def test_text_cache_encodes_every_caption_once_and_resumes_exactly(tmp_path, decoder_ckpt, capsys):
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+    from ditkit.training.uni_text_table import NAME
+
+    cache = str(tmp_path / "tokens")
+    kw = dict(init_from=decoder_ckpt, text_cache=cache)
+    straight = train(config(tmp_path / "a", **kw))
+    assert "distinct captions once" in capsys.readouterr().err
+    train(config(tmp_path / "b", max_steps=2, ckpt_every=2, **kw))
+    resumed = train(config(tmp_path / "b", resume="latest", text_cache=cache))
+    assert "distinct captions once" not in capsys.readouterr().err  # reused from the folder
+    for a, b in zip(weights(straight["checkpoint"]), weights(resumed["checkpoint"])):
+        assert_same(a, b)
+    # the table holds what the model computes for a caption (encoder states through the frozen reduction)
+    table = load_file(os.path.join(cache, NAME + ".safetensors"))["tokens"]
+    captions = json.load(open(os.path.join(cache, NAME + ".json")))["captions"]
+    model = UniDiffuser.load(straight["checkpoint"])
+    torch.testing.assert_close(table[:5], model.encode_prompts(captions[:5]), rtol=0, atol=1e-6)

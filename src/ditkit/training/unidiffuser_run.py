@@ -41,6 +41,7 @@ from ..version import __version__
 from .build import Data
 from .hooks import SampleGridHook
 from .outputs import fork_rng_around
+from .uni_text_table import TextTokenTable
 from .unidiffuser_objective import UniDiffuserObjective
 
 DECODER_FORMAT = "ditkit-caption-decoder"
@@ -129,7 +130,7 @@ class CaptionRun:
         for w in caught:
             if d.is_main:
                 print(f"ditkit train: warning: {w.message}", file=sys.stderr)
-        self.dataset, self.device = dataset, d.device
+        self.dataset, self.device, self.d = dataset, d.device, d
         self.text = make_text_encoder(self.text_spec, device=d.device)
         codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
         # pixels reach the objective: the image token, the CLIP-image token and the codec all start from them
@@ -152,7 +153,7 @@ class CaptionRun:
     def extra(self) -> dict:
         return {}
 
-    def save_cache(self) -> None:  # texts are encoded each step (no cache to keep)
+    def save_cache(self) -> None:  # nothing left to save (the uvit stage's --text-cache is written up front)
         pass
 
 
@@ -285,7 +286,12 @@ class UniDiffuserRun(CaptionRun):
                            image_size=self.config.image_size or (32 if self.config.data in ("mnist", "shapes") else 256))
 
     def objective(self, diffusion):
-        return UniBatchObjective(self)
+        """Built after the weights (the decoder's, resumed ones too): ``--text-cache`` encodes every caption once."""
+        table = None
+        if self.config.text_cache:
+            captions = [self.dataset.caption(i) for i in range(len(self.dataset))]
+            table = TextTokenTable.build(self.uni, captions, self.config.text_cache, self.d)
+        return UniBatchObjective(self, table)
 
     def export(self, ema: nn.Module, folder: str, extra: dict) -> None:
         self._assemble(ema.uvit, ema.caption_decoder).save(folder, extra=extra)
@@ -297,12 +303,17 @@ class UniDiffuserRun(CaptionRun):
 class UniBatchObjective(UniDiffuserObjective):
     """UniDiffuser's objective on a ``{"x", "caption"}`` batch: images and captions → ``training_batch``."""
 
-    def __init__(self, run: UniDiffuserRun):
+    def __init__(self, run: UniDiffuserRun, table: TextTokenTable | None = None):
         super().__init__()
-        self.run = run
+        self.run, self.table = run, table
 
     def __call__(self, net, batch, generator=None):
-        uni_batch = self.run.uni.training_batch(batch["x"], list(batch["caption"]), generator)
+        captions, uni = list(batch["caption"]), self.run.uni
+        if self.table is None:
+            uni_batch = uni.training_batch(batch["x"], captions, generator)
+        else:  # the same batch, its text tokens read from the table
+            uni_batch = uni.encode_images(batch["x"].float(), generator)
+            uni_batch["text"] = self.table.lookup(captions).to(batch["x"].device)  # (N, T, D)
         return super().__call__(net, uni_batch, generator)
 
 
