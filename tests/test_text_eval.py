@@ -55,3 +55,49 @@ def test_training_script_writes_a_loadable_classifier(tmp_path):
     found = read_scenes(classifier, from_uint8(images))
     assert len(found) == 4 and all(isinstance(objs, list) for objs in found)
     assert torch.is_tensor(next(classifier.parameters()))
+
+
+def test_clip_score_on_a_tiny_local_clip(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+    import pytest
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from ditkit.errors import DitkitError
+    from ditkit.evaluation.clip_score import ClipScorer
+    from test_text_codec import _bytes_to_unicode
+
+    chars = _bytes_to_unicode()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(vocab=str(tmp_path / "vocab.json"), merges=str(tmp_path / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    special = dict(bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                   pad_token_id=vocab["<|endoftext|>"])
+    config = CLIPConfig(projection_dim=16, text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                                                            num_hidden_layers=1, num_attention_heads=2, **special),
+                        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=32, patch_size=8))
+    CLIPModel(config).save_pretrained(tmp_path)
+
+    scorer = ClipScorer(str(tmp_path))
+    pictures = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    prompts = ["a red circle", "a blue star on the left", "two"]
+    scores = scorer(pictures, prompts, batch_size=2)
+    for i in range(3):  # each pair on its own, through CLIP's own similarity logits
+        batch = scorer.processor(text=[prompts[i]], images=[pictures[i]], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            logit = scorer.model(**batch).logits_per_image[0, 0] / scorer.model.logit_scale.exp()
+        assert abs(float(scores[i]) - 100 * max(float(logit), 0.0)) < 1e-3
+    with pytest.raises(DitkitError, match="3 images for 2 prompts"):
+        scorer(pictures, prompts[:2])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(DitkitError, match="hub is unreachable"):
+        ClipScorer()

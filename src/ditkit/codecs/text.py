@@ -81,8 +81,11 @@ def _hub_reachable() -> bool:
         return False
 
 
-def _from_pretrained(cls, source: str, **kwargs):
-    """``cls.from_pretrained`` from a folder, the local hub cache, or the hub; offline → one DitkitError."""
+def load_pretrained(cls, source: str, **kwargs):
+    """``cls.from_pretrained`` from a folder, the local hub cache, or the hub; offline → one DitkitError.
+
+    The one way ditkit loads a ``transformers`` model or tokenizer (text encoders, CLIP image encoders,
+    CLIP score, caption decoders)."""
     if os.path.isdir(source):
         try:
             return cls.from_pretrained(source, **kwargs)
@@ -100,6 +103,9 @@ def _from_pretrained(cls, source: str, **kwargs):
         return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise DitkitError(f"cannot load the text encoder {source!r} from the hub: {str(exc).splitlines()[0]}") from None
+
+
+_from_pretrained = load_pretrained  # the first name, still imported by codecs/image_semantics and caption_decoder
 
 
 def _folder_kind(source: str) -> str:
@@ -137,8 +143,8 @@ class TextCodec:
         self.kind, self.source = parse_text_spec(spec)
         model_cls = {"clip": transformers.CLIPTextModel, "t5": transformers.T5EncoderModel}.get(
             self.kind, transformers.AutoModel)
-        self.tokenizer = _from_pretrained(transformers.AutoTokenizer, self.source)
-        self.model = _from_pretrained(model_cls, self.source).eval().requires_grad_(False).to(device)
+        self.tokenizer = load_pretrained(transformers.AutoTokenizer, self.source)
+        self.model = load_pretrained(model_cls, self.source).eval().requires_grad_(False).to(device)
         self.max_length = int(max_length or DEFAULT_MAX_LENGTH.get(self.kind, 77))
         self.width = self.model.config.hidden_size if self.kind != "t5" else self.model.config.d_model
         self.device, self.batch_size = torch.device(device), int(batch_size)
