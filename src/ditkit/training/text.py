@@ -47,7 +47,8 @@ class TextTraining:
             self.cache = TextCache.load(self.cache_dir, self.codec)
         else:
             self.cache = TextCache(self.codec)
-        self.grid_prompts = [dataset.caption(i) for i in range(min(len(dataset), config.sample_count))]
+        count = min(len(dataset), config.sample_count)  # captions spread over the data (mnist is sorted by digit)
+        self.grid_prompts = [dataset.caption(i * len(dataset) // count) for i in range(count)]
 
     def with_model_fields(self, config):
         """``config`` with the model's text fields set (block cross-text, the encoder's width and length)."""
