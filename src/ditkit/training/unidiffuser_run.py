@@ -130,9 +130,9 @@ class CaptionRun:
         for w in caught:
             if d.is_main:
                 print(f"ditkit train: warning: {w.message}", file=sys.stderr)
-        self.dataset, self.device, self.d = dataset, d.device, d
+        self.dataset, self.device, self.d, self.image_size = dataset, d.device, d, image_size
         self.text = make_text_encoder(self.text_spec, device=d.device)
-        codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
+        self.codec = codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
         # pixels reach the objective: the image token, the CLIP-image token and the codec all start from them
         return Data(dataset, codec, False, dataset.channels, image_size, image_size)
 
@@ -260,8 +260,7 @@ class UniDiffuserRun(CaptionRun):
             raise DitkitError(f"unknown U-ViT preset {config.model!r}; expected one of {', '.join(UVIT_PRESETS)}")
         data = self.dataset
         image_encoder = make_image_encoder("pooled:4", channels=data.channels)
-        codec = make_codec(self.config.vae, image_channels=data.channels)
-        image_size = self.config.image_size or (32 if self.config.data in ("mnist", "shapes") else 256)
+        codec, image_size = self.codec, self.image_size
         uvit = {**UViTConfig().to_dict(), **UVIT_PRESETS[preset], **_shape_overrides(config, _UVIT_FLAGS, "U-ViT"),
                 "img_size": codec.latent_size(image_size), "in_chans": codec.latent_channels,
                 "num_text_tokens": self.text.max_length, "clip_img_dim": image_encoder.dim,
@@ -281,9 +280,9 @@ class UniDiffuserRun(CaptionRun):
 
     def _assemble(self, uvit, decoder) -> UniDiffuser:
         channels = self.dataset.channels
-        return UniDiffuser(uvit, decoder, codec=make_codec(self.config.vae, image_channels=channels).to(self.device),
+        return UniDiffuser(uvit, decoder, codec=self.codec,
                            text_encoder=self.text, image_encoder=make_image_encoder("pooled:4", channels=channels),
-                           image_size=self.config.image_size or (32 if self.config.data in ("mnist", "shapes") else 256))
+                           image_size=self.image_size)
 
     def objective(self, diffusion):
         """Built after the weights (the decoder's, resumed ones too): ``--text-cache`` encodes every caption once."""
