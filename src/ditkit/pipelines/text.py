@@ -88,12 +88,13 @@ def plan_prompts(prompts, num_samples: int | None, codec: TextCodec | None,
 
 
 def captioned_grid(images: np.ndarray, captions: list[str], *, columns: int | None = None, scale: int = 4,
-                   padding: int = 4) -> np.ndarray:
-    """uint8 (N, H, W, C) images, each enlarged ``scale``× (nearest) with its caption under it, in a grid."""
+                   padding: int = 4, lines: int = 3) -> np.ndarray:
+    """uint8 (N, H, W, C) images, each enlarged ``scale``× (nearest) with (up to ``lines`` lines of) its caption
+    under it, in a grid."""
     n, h, w = images.shape[:3]
     columns = columns or min(n, 8)
     rows = -(-n // columns)
-    cell_w, text_h = w * scale, 28
+    cell_w, text_h = w * scale, 12 * lines + 4
     font = ImageFont.load_default()
     canvas = Image.new("RGB", (padding + columns * (cell_w + padding), padding + rows * (h * scale + text_h + padding)),
                        (255, 255, 255))
@@ -103,7 +104,7 @@ def captioned_grid(images: np.ndarray, captions: list[str], *, columns: int | No
         left, top = padding + c * (cell_w + padding), padding + r * (h * scale + text_h + padding)
         tile = Image.fromarray(images[i].squeeze(-1) if images.shape[-1] == 1 else images[i]).convert("RGB")
         canvas.paste(tile.resize((cell_w, h * scale), Image.NEAREST), (left, top))
-        for k, line in enumerate(_wrap(draw, captions[i] or "(no prompt)", font, cell_w)[:2]):
+        for k, line in enumerate(_wrap(draw, captions[i] or "(no prompt)", font, cell_w)[:lines]):
             draw.text((left, top + h * scale + 2 + 12 * k), line, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
 
