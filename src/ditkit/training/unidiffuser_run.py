@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from dataclasses import replace
 
 import torch
@@ -31,7 +30,6 @@ from torch import nn
 
 from ..codecs import make_codec
 from ..codecs.image_semantics import make_image_encoder
-from ..data.captions import load_captioned_dataset
 from ..errors import DitkitError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..models.caption_decoder import WordPrefixDecoder, build_vocab
@@ -40,6 +38,7 @@ from ..pipelines.unidiffuser import UniDiffuser, make_text_encoder
 from ..version import __version__
 from .build import Data
 from .hooks import SampleGridHook
+from .text import open_captions
 from .outputs import fork_rng_around
 from .uni_text_table import TextTokenTable
 from .unidiffuser_objective import UniDiffuserObjective
@@ -122,14 +121,7 @@ class CaptionRun:
         self.text = None
 
     def open(self, config, d) -> Data:
-        bundled = config.data in ("mnist", "shapes")
-        image_size = config.image_size or (32 if bundled else 256)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            dataset = load_captioned_dataset(config.data, image_size=image_size, split="train", strict=config.strict)
-        for w in caught:
-            if d.is_main:
-                print(f"ditkit train: warning: {w.message}", file=sys.stderr)
+        dataset, image_size = open_captions(config, d)
         self.dataset, self.device, self.d, self.image_size = dataset, d.device, d, image_size
         self.text = make_text_encoder(self.text_spec, device=d.device)
         self.codec = codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
