@@ -28,7 +28,7 @@ def update_ema(ema_params: list[torch.Tensor], model_params: list[torch.Tensor],
     (buffers are fixed in DiT).
 
     One foreach kernel over all parameters: one read of each tensor instead of a mul and an add pass
-    (DiT-S/2, one CPU thread: 74-91 ms against 105-131 ms). The parameters are fp32 (autocast keeps master
+    (DiT-S/2, one CPU thread: 11.7 ms of CPU time against 19 ms). The parameters are fp32 (autocast keeps master
     weights fp32), so no copy is made for them.
     """
     src = [p.detach() if p.dtype == torch.float32 else p.detach().float() for p in model_params]
