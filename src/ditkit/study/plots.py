@@ -7,7 +7,7 @@ import os
 
 from ..fileio import atomic_path
 
-FIGSIZE, DPI = (5.5, 4.0), 80
+FIGSIZE, DPI = (6.4, 4.0), 80
 
 
 def _figure():
@@ -23,10 +23,17 @@ def _figure():
 def _save(plt, fig, ax, path: str, title: str, xlabel: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("FID")
-    ax.grid(alpha=0.3)
+    ax.set_ylabel("FID (log)")
+    ax.set_yscale("log")  # FIDs of a miniature span an order of magnitude
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=6)
+    ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
@@ -41,10 +48,12 @@ def _curve(row: dict, x_of) -> tuple[list, list]:
 def _curves(rows, path, title, xlabel, x_of, log_x=False) -> bool:
     plt, fig, ax = _figure()
     drawn = False
-    for row in sorted(rows, key=lambda r: r["gflops"]):
+    colors = plt.get_cmap("tab20").colors  # a distinct colour for up to 20 cells
+    for i, row in enumerate(sorted(rows, key=lambda r: r["gflops"])):
         xs, ys = _curve(row, x_of)
         if xs:
-            ax.plot(xs, ys, marker="o", markersize=3, label=row["cell"])
+            ax.plot(xs, ys, marker="o", markersize=3, label=row["cell"], color=colors[i % len(colors)],
+                    linestyle=("-", "--", ":")[i // len(colors) % 3])
             drawn = True
     if log_x:
         ax.set_xscale("log")
@@ -61,8 +70,9 @@ def _fid_vs_gflops(rows, path) -> bool:
     for patch, members in sorted(by_patch.items(), key=lambda kv: str(kv[0])):
         ax.scatter([m["gflops"] for m in members], [m["final_fid"] for m in members], label=f"patch {patch}", s=18)
         for m in members:
-            ax.annotate(f"{m['axes'].get('size')}/{patch}", (m["gflops"], m["final_fid"]), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+            block = m["axes"].get("block")
+            ax.annotate(f"{m['axes'].get('size')}/{patch}" + ("" if block == "adaln-zero" else f" {block}"),
+                        (m["gflops"], m["final_fid"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     _save(plt, fig, ax, path, "Final FID vs forward Gflops", "Gflops per image (log)")
     return bool(by_patch)

@@ -119,7 +119,13 @@ def _spearman_sentence(rows: list[dict]) -> str:
     if result is None:
         return "Spearman correlation between Gflops and final FID: fewer than 3 finished cells."
     rho, p, n = result
-    return f"Spearman correlation between Gflops and final FID: ρ = {rho:.3f} (p = {p:.2g}, {n} cells)."
+    text = f"Spearman correlation between Gflops and final FID: ρ = {rho:.3f} (p = {p:.2g}, {n} cells)."
+    blocks = sorted({r["axes"].get("block") for r in rows})
+    for block in blocks if len(blocks) > 1 else []:  # the scaling grid alone, without the block comparison
+        within = spearman([r for r in rows if r["axes"].get("block") == block])
+        if within is not None:
+            text += f" Among the {within[2]} {block} cells: ρ = {within[0]:.3f} (p = {within[1]:.2g})."
+    return text
 
 
 def write_report(out: str, report_dir: str | None = None) -> dict:

@@ -39,7 +39,8 @@ def _make_eval_fn(cell_dir: str, cell: dict, evaluation: dict, budget_s: float |
                                   codec=train.get("vae", "none"), sampler=evaluation["sampler"],
                                   steps=evaluation["steps"], cfg_scale=evaluation["cfg"], seed=train["seed"],
                                   extractor=evaluation.get("extractor", "auto"),
-                                  batch_size=evaluation.get("batch_size", 64), progress=False)
+                                  batch_size=evaluation.get("batch_size", 64),
+                                  diffusion_config=train.get("diffusion"), progress=False)
 
     def eval_fn(ema_model, step: int) -> dict:
         results = score(ema_model, step)

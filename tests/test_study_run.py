@@ -1,0 +1,126 @@
+"""End to end through the CLI: a tiny study is killed mid-way and re-run; finished cells are not redone,
+the interrupted cell resumes from its checkpoint, and the report has every cell."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from ditkit.study import load_spec
+from ditkit.study.runner import prepare
+from ditkit.study.worker import run_cell
+
+TINY = """
+[study]
+name = "tiny"
+data = "mnist"
+image_size = 32
+
+[train]
+global_batch_size = 4
+lr = 1e-3
+ema_decay = 0.9
+ckpt_every = 5
+log_every = 1
+sample_every = 0
+
+[budget]
+steps = {steps}
+
+[eval]
+every = {every}
+samples = 10
+steps = 1
+
+[sizes]
+T = {{hidden_size = 32, depth = 1, num_heads = 2}}
+
+[[grid]]
+sizes = ["T"]
+patch_sizes = {patches}
+"""
+
+
+def write_spec(tmp_path: Path, steps=30, every=15, patches="[8, 4]", extra="") -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(textwrap.dedent(TINY.format(steps=steps, every=every, patches=patches)) + extra)
+    return path
+
+
+def ditkit(*args, **kwargs):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "ditkit", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def status(out: Path, cell: str) -> dict:
+    path = out / "cells" / cell / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def has_checkpoint(out: Path, cell: str) -> bool:
+    folder = out / "cells" / cell / "checkpoints"
+    return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
+
+
+def test_killed_study_resumes_without_redoing_finished_cells(tmp_path):
+    spec, out = write_spec(tmp_path), tmp_path / "study"
+    first, second = "T-p4-adaln-zero", "T-p8-adaln-zero"  # the costlier cell runs first
+    proc = ditkit("study", "run", str(spec), "--out", str(out), "--jobs", "1", "--threads", "1",
+                  start_new_session=True)
+    deadline = time.time() + 600
+    try:  # kill the whole study (runner and worker) once the second cell has a checkpoint
+        while not (status(out, first).get("state") == "done" and has_checkpoint(out, second)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert status(out, second)["state"] == "running"  # killed mid-cell: nobody recorded an end
+    done_file = out / "cells" / first / "status.json"
+    before = (done_file.stat().st_mtime_ns, (out / "cells" / first / "log.txt").read_text())
+
+    proc = ditkit("study", "run", str(spec), "--out", str(out), "--jobs", "1", "--threads", "1")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "1 already finished, 1 to run" in stdout
+    assert (done_file.stat().st_mtime_ns, (out / "cells" / first / "log.txt").read_text()) == before
+    resumed = status(out, second)
+    assert resumed["state"] == "done" and resumed["resumed"] and resumed["attempts"] == 2
+    assert resumed["step"] == 30
+    evals = json.loads((out / "cells" / second / "evals.json").read_text())
+    assert sorted(evals, key=int) == ["15", "30"]
+
+    proc = ditkit("study", "report", str(out))
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    rows = list(csv.DictReader(open(out / "report" / "results.csv")))
+    assert sorted(r["cell"] for r in rows) == sorted([first, second])
+    for row in rows:
+        assert row["status"] == "done" and row["steps"] == "30" and row["images_seen"] == "120"
+        assert float(row["final_fid"]) == float(row["fid@30"]) > 0
+        assert float(row["train_compute_gflops"]) == pytest.approx(float(row["gflops"]) * 3 * 120, rel=1e-4)
+    markdown = (out / "report" / "results.md").read_text()
+    assert first in markdown and second in markdown and "Spearman" in markdown
+    for plot in ("fid_vs_steps.png", "fid_vs_gflops.png", "fid_vs_compute.png"):
+        assert (out / "report" / plot).stat().st_size > 1000
+
+
+def test_failed_and_diverged_cells_are_recorded_with_their_reason(tmp_path):
+    path = write_spec(tmp_path, steps=3, every=0, patches="[8]")
+    path.write_text(path.read_text().replace("patch_sizes = [8]", "patch_sizes = [8]\nlr = [1e30]\n"
+                                             "global_batch_size = [4, 100000]"))
+    spec = load_spec(path)
+    folders = dict(zip([c.name for c in spec.cells], prepare(spec, str(tmp_path / "study"))))
+    diverged = run_cell(folders["T-p8-adaln-zero-l1e+30-gbs4"], threads=1)
+    assert diverged["state"] == "diverged" and "loss became" in diverged["reason"]
+    failed = run_cell(folders["T-p8-adaln-zero-l1e+30-gbs100000"], threads=1)
+    assert failed["state"] == "failed" and "global batch" in failed["reason"]
