@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ditkit.study import load_spec
+from ditkit.study import load_spec, write_report
 from ditkit.study.runner import prepare
 from ditkit.study.worker import run_cell
 
@@ -99,9 +99,7 @@ def test_killed_study_resumes_without_redoing_finished_cells(tmp_path):
     evals = json.loads((out / "cells" / second / "evals.json").read_text())
     assert sorted(evals, key=int) == ["15", "30"]
 
-    proc = ditkit("study", "report", str(out))
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr
+    write_report(str(out))  # in-process: the report CLI is tested in test_study_report.py
     rows = list(csv.DictReader(open(out / "report" / "results.csv")))
     assert sorted(r["cell"] for r in rows) == sorted([first, second])
     for row in rows:
@@ -124,3 +122,16 @@ def test_failed_and_diverged_cells_are_recorded_with_their_reason(tmp_path):
     assert diverged["state"] == "diverged" and "loss became" in diverged["reason"]
     failed = run_cell(folders["T-p8-adaln-zero-l1e+30-gbs100000"], threads=1)
     assert failed["state"] == "failed" and "global batch" in failed["reason"]
+
+
+def test_wall_clock_budget_stops_a_cell_at_an_evaluation(tmp_path):
+    path = write_spec(tmp_path, steps=50, every=2, patches="[8]")
+    path.write_text(path.read_text().replace("steps = 50", "steps = 50\nminutes = 0.0001"))
+    spec = load_spec(path)
+    out = tmp_path / "study"
+    (folder,) = prepare(spec, str(out))
+    result = run_cell(folder, threads=1)
+    assert result["state"] == "done" and result["step"] == 2  # the first evaluation is past the budget
+    assert "wall-clock budget of 0.0001 min reached at step 2" in result["reason"]
+    assert has_checkpoint(out, spec.cells[0].name)  # the scored weights are kept
+    assert sorted(json.loads((Path(folder) / "evals.json").read_text())) == ["2"]

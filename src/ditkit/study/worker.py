@@ -8,6 +8,7 @@ that already holds checkpoints resumes from the newest one (``resume="latest"``)
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -71,8 +72,11 @@ def run_cell(cell_dir: str, threads: int | None = None) -> dict:
     if main:
         write_status(cell_dir, state="running", reason=None, pid=os.getpid(), started=started,
                      attempts=int(previous.get("attempts", 0)) + 1, resumed=resume is not None)
-    config = TrainConfig.from_dict(dict(cell["train"], out=cell_dir, resume=resume, threads=threads))
     budget_s = cell["minutes"] * 60.0 - spent if cell.get("minutes") else None
+    options = dict(cell["train"], out=cell_dir, resume=resume, threads=threads)
+    if budget_s is not None:  # a cell stopped by its time budget keeps the weights it was scored with
+        options["ckpt_every"] = math.gcd(options.get("ckpt_every", TrainConfig.ckpt_every), evaluation["every"])
+    config = TrainConfig.from_dict(options)
     eval_fn = _make_eval_fn(cell_dir, cell, evaluation, budget_s, started) if evaluation["every"] else None
     state, reason, step = "done", None, cell["max_steps"]
     try:
