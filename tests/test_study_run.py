@@ -135,3 +135,24 @@ def test_wall_clock_budget_stops_a_cell_at_an_evaluation(tmp_path):
     assert "wall-clock budget of 0.0001 min reached at step 2" in result["reason"]
     assert has_checkpoint(out, spec.cells[0].name)  # the scored weights are kept
     assert sorted(json.loads((Path(folder) / "evals.json").read_text())) == ["2"]
+
+
+def test_jobs_split_the_cores_and_costliest_cells_go_first(tmp_path, monkeypatch):
+    import ditkit.study.runner as runner
+    from ditkit.errors import DitkitError
+
+    spec = load_spec(write_spec(tmp_path, patches="[8, 2, 4]"))
+    calls = []
+    monkeypatch.setattr(runner, "run_local", lambda dirs, jobs, threads, log: calls.append((dirs, jobs, threads)))
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    runner.run_study(spec, str(tmp_path / "a"), jobs=2, log=lambda line: None)
+    runner.run_study(spec, str(tmp_path / "b"), jobs=16, log=lambda line: None)
+    runner.run_study(spec, str(tmp_path / "c"), jobs=2, threads=3, log=lambda line: None)
+    assert [(jobs, threads) for _, jobs, threads in calls] == [(2, 4), (16, 1), (2, 3)]
+    assert [Path(d).name for d in calls[0][0]] == ["T-p2-adaln-zero", "T-p4-adaln-zero", "T-p8-adaln-zero"]
+    with runner.study_lock(str(tmp_path / "a")):  # a second run on the same folder is refused
+        with pytest.raises(DitkitError, match="another 'ditkit study run' is using"):
+            runner.run_study(spec, str(tmp_path / "a"), log=lambda line: None)
+    changed = load_spec(write_spec(tmp_path, steps=31, patches="[8, 2, 4]"))
+    with pytest.raises(DitkitError, match="different settings"):
+        runner.run_study(changed, str(tmp_path / "a"), log=lambda line: None)

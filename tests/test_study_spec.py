@@ -138,3 +138,11 @@ def test_cli_bad_spec_one_line_exit_2_nothing_written(tmp_path):
         assert proc.stderr.strip().count("\n") == 0 and "patch size 5" in proc.stderr
         assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_cli_plan_lists_the_cells():
+    proc = subprocess.run([sys.executable, "-m", "ditkit", "study", "plan", str(ROOT / "studies" / "miniature.toml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("study miniature: 12 cells on mnist at 32 px")
+    assert "L-p2-adaln-zero" in proc.stdout and "M-p4-in-context" in proc.stdout and "300 steps" in proc.stdout
