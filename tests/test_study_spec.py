@@ -146,3 +146,12 @@ def test_cli_plan_lists_the_cells():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("study miniature: 12 cells on mnist at 32 px")
     assert "L-p2-adaln-zero" in proc.stdout and "M-p4-in-context" in proc.stdout and "300 steps" in proc.stdout
+
+
+def test_latent_study_cells_see_the_vae_latents(tmp_path):
+    spec = load(BASE.replace("image_size = 32", 'image_size = 64\nvae = "ema"') + '[[grid]]\nsizes = ["T"]\n'
+                'patch_sizes = [2, 4]\n', tmp_path)
+    assert [(c.model_config["input_size"], c.model_config["in_channels"]) for c in spec.cells] == [(8, 4), (8, 4)]
+    with pytest.raises(DitkitError, match="does not divide the 8x8 model input"):
+        load(BASE.replace("image_size = 32", 'image_size = 64\nvae = "ema"') + '[[grid]]\nsizes = ["T"]\n'
+             'patch_sizes = [16]\n', tmp_path)

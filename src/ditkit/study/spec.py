@@ -287,7 +287,8 @@ def _expand_grid(spec: StudySpec, grid: dict, index: int, sizes: dict, channels:
         if block not in BLOCKS:
             raise DitkitError(f"unknown block {block!r} in {where}: expected one of {', '.join(BLOCKS)}")
     extra = {k: _as_list(v, f"{where} {k}") for k, v in grid.items() if k not in GRID_MODEL_KEYS}
-    downsample = 1 if spec.vae.strip().lower() in ("none", "pixel") else 8
+    downsample = 1 if spec.vae.strip().lower() in ("none", "pixel") else 8  # the SD VAE: 4 channels, /8
+    channels = channels if downsample == 1 else 4
     input_size = spec.image_size // downsample
     if spec.image_size % downsample:
         raise DitkitError(f"image size {spec.image_size} is not a multiple of the VAE's factor {downsample}")
