@@ -13,16 +13,12 @@ def add_parser(subparsers) -> None:
                     "cell (finished ones are skipped, interrupted ones resume), 'report' writes the table and plots.")
     sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True,
                            help="plan (check a study file), run (train its cells), report (table and plots)")
-    plan = sub.add_parser("plan", help="check a study file and list its cells with their Gflops and budget",
-                          description="Validate a study file and print its cells; nothing is trained.")
-    plan.add_argument("spec", help="the study file (TOML)")
-    plan.set_defaults(func=run_plan)
-
-    r = sub.add_parser("run", help="train every unfinished cell of a study",
-                       description="Train every cell of SPEC through the training engine, each in OUT/cells/NAME. "
-                                   "Finished cells are skipped, interrupted ones resume from their last checkpoint, "
-                                   "failed or diverged ones are recorded and the study goes on.")
-    r.add_argument("spec", help="the study file (TOML)")
+    _action(sub, "plan", run_plan, "check a study file and list its cells with their Gflops and budget",
+            "Validate a study file and print its cells; nothing is trained.")
+    r = _action(sub, "run", run_run, "train every unfinished cell of a study",
+                "Train every cell of SPEC through the training engine, each in OUT/cells/NAME. Finished cells are "
+                "skipped, interrupted ones resume from their last checkpoint, failed or diverged ones are recorded "
+                "and the study goes on.")
     r.add_argument("--out", default=None, help="study folder (default: runs/study-NAME)")
     r.add_argument("--jobs", type=int, default=1, help="cells trained at once, one process each (default 1)")
     r.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: CPU cores // jobs)")
@@ -37,15 +33,19 @@ def add_parser(subparsers) -> None:
     g.add_argument("--cpus-per-cell", type=int, default=8, help="CPU cores per cell (default 8)")
     g.add_argument("--mem-gb", type=int, default=None, help="memory per cell in GB")
     g.add_argument("--array-parallelism", type=int, default=64, help="array tasks running at once (default 64)")
-    r.set_defaults(func=run_run)
-
-    rep = sub.add_parser("report", help="write a study's table (CSV, Markdown) and plots",
-                         description="Collect every cell of a study folder: Gflops, parameters, training compute "
-                                     "(Gflops × 3 × images seen), FID at each evaluation, final FID and status; "
-                                     "write results.csv, results.md and the plots.")
-    rep.add_argument("dir", help="the study folder ('ditkit study run --out')")
+    rep = _action(sub, "report", run_report, "write a study's table (CSV, Markdown) and plots",
+                  "Collect every cell of a study folder: Gflops, parameters, training compute (Gflops × 3 × images "
+                  "seen), FID at each evaluation, final FID and status; write results.csv, results.md and the plots.",
+                  positional=("dir", "the study folder ('ditkit study run --out')"))
     rep.add_argument("--out", default=None, help="report folder (default: DIR/report)")
-    rep.set_defaults(func=run_report)
+
+
+def _action(sub, name, func, help_text, description, positional=("spec", "the study file (TOML)")):
+    """One ``ditkit study ACTION`` with its positional argument."""
+    parser = sub.add_parser(name, help=help_text, description=description)
+    parser.add_argument(positional[0], help=positional[1])
+    parser.set_defaults(func=func)
+    return parser
 
 
 def run_plan(args) -> int:
