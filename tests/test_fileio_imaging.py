@@ -49,3 +49,13 @@ def test_uint8_round_trip():
     assert np.array_equal(to_uint8(x), levels)
     assert to_uint8(torch.full((3, 2, 2), 5.0)).max() == 255  # clamped
     assert ".png" in IMAGE_EXTENSIONS
+
+
+def test_atomic_files_get_plain_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
