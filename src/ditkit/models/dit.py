@@ -220,37 +220,34 @@ class AdaLNBlock(nn.Module):
         return x
 
 
-class CrossAttentionBlock(nn.Module):
-    """Standard pre-norm ViT block plus multi-head cross-attention to [emb(t), emb(y)]."""
+class InContextBlock(nn.Module):
+    """A plain pre-norm ViT block: conditioning arrives as extra tokens in the sequence."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, cross_attention: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads)
-        self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
-        self.cross_attn = CrossAttention(dim, num_heads)
+        if cross_attention:  # registered here, between attn and mlp, to keep the official parameter order
+            self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
+            self.cross_attn = CrossAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x, c, context=None):
         x = x + self.attn(self.norm1(x))
-        x = x + self.cross_attn(self.norm_cross(x), context)
         x = x + self.mlp(self.norm2(x))
         return x
 
 
-class InContextBlock(nn.Module):
-    """A plain ViT block: conditioning arrives as extra tokens in the sequence."""
+class CrossAttentionBlock(InContextBlock):
+    """The plain block plus multi-head cross-attention to [emb(t), emb(y)] between attention and MLP."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        super().__init__(dim, num_heads, mlp_ratio, cross_attention=True)
 
     def forward(self, x, c, context=None):
         x = x + self.attn(self.norm1(x))
+        x = x + self.cross_attn(self.norm_cross(x), context)
         x = x + self.mlp(self.norm2(x))
         return x
 
