@@ -1,4 +1,5 @@
-"""``ditkit sample``: draw images from a DiT checkpoint into a self-describing folder."""
+"""Draw samples from a DiT checkpoint; with no flags, one sample per class of the bundled default model, as a
+grid. Works under torchrun (ranks share the samples); re-running the same command resumes an interrupted run."""
 
 from __future__ import annotations
 
@@ -34,12 +35,9 @@ def _sampler_help() -> str:
     return f"{about}; default ddpm"
 
 
+HELP = "draw samples from a checkpoint (PNG per sample, grid, optional ADM .npz)"
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "sample", help="draw samples from a checkpoint (PNG per sample, grid, optional ADM .npz)",
-        description="Draw samples from a DiT checkpoint; with no flags, one sample per class of the bundled "
-                    "default model, as a grid. Works under torchrun (ranks share the samples); re-running the "
-                    "same command resumes an interrupted run.")
+    p = subparsers.add_parser("sample", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", metavar="PATH", help="ditkit checkpoint folder, official DiT .pt file, an "
                                                        "official name like DiT-XL/2-256 (downloaded once), or a "
                                                        "bundled model's name (mnist-dit, shapes-dit); "

@@ -1,16 +1,15 @@
-"""``ditkit study``: plan, run and report a scaling / design-space study described by a TOML file."""
+"""A study is a TOML file: dataset, grid (sizes × patch sizes × blocks × any training option), budget per cell,
+FID schedule, seeds. 'plan' checks it and lists the cells, 'run' trains every cell (finished ones are skipped,
+interrupted ones resume), 'report' writes the table and plots."""
 
 from __future__ import annotations
 
 import os
 
 
+HELP = "run the paper's scaling / block-design study from a TOML file, and report it"
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "study", help="run the paper's scaling / block-design study from a TOML file, and report it",
-        description="A study is a TOML file: dataset, grid (sizes × patch sizes × blocks × any training option), "
-                    "budget per cell, FID schedule, seeds. 'plan' checks it and lists the cells, 'run' trains every "
-                    "cell (finished ones are skipped, interrupted ones resume), 'report' writes the table and plots.")
+    p = subparsers.add_parser("study", help=HELP, description=__doc__)
     sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True,
                            help="plan (check a study file), run (train its cells), report (table and plots)")
     _action(sub, "plan", run_plan, "check a study file and list its cells with their Gflops and budget",

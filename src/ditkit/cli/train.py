@@ -1,9 +1,5 @@
-"""``ditkit train``: flags generated from ``TrainConfig``'s fields; parse them and call ``ditkit.training.train``.
-
-Every field of TrainConfig with help in its metadata is a flag (``image_size`` → ``--image-size``) with the
-field's default and type, so a default is written once (in the dataclass). The model-shape flags
-(``--depth`` ...) fill ``model_overrides``.
-"""
+"""Train a DiT. One process: 'ditkit train ...'; several: 'torchrun --nproc_per_node=N -m ditkit train ...' (DDP;
+gloo on CPU, NCCL on GPU). Writes checkpoints, metrics.jsonl, sample grids and the resolved config to --out."""
 
 from __future__ import annotations
 
@@ -58,14 +54,11 @@ def _add_field(group, f) -> None:
                            choices=meta.get("choices"), metavar=meta.get("metavar"), **common)
 
 
+HELP = "train a DiT on an image folder or a bundled dataset (torchrun for several processes)"
 def add_parser(subparsers) -> None:
     from ..training import TrainConfig
 
-    p = subparsers.add_parser(
-        "train", help="train a DiT on an image folder or a bundled dataset (torchrun for several processes)",
-        description="Train a DiT. One process: 'ditkit train ...'; several: 'torchrun --nproc_per_node=N -m ditkit "
-                    "train ...' (DDP; gloo on CPU, NCCL on GPU). Writes checkpoints, metrics.jsonl, sample grids "
-                    "and the resolved config to --out.")
+    p = subparsers.add_parser("train", help=HELP, description=__doc__)
     groups = {}
     for f in fields(TrainConfig):
         if f.metadata.get("cli", True) is False:

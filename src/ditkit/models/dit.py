@@ -27,6 +27,16 @@ TEXT_BLOCKS = ("cross-text",)  # text models: models/text_dit.py
 # --------------------------------------------------------------------------------------------
 
 
+def patch_and_head_problems(size: int, patch: int, width: int, heads: int) -> list[str]:
+    """What makes a ViT's grid or heads impossible: patches must tile the input, heads must split the width."""
+    problems = []
+    if patch < 1 or size % patch:
+        problems.append(f"input size {size} is not divisible by patch size {patch}")
+    if heads < 1 or width % heads:
+        problems.append(f"width {width} is not divisible by {heads} heads")
+    return problems
+
+
 @dataclass
 class DiTConfig:
     """Everything needed to rebuild a DiT; serialized as JSON beside the weights."""
@@ -53,10 +63,7 @@ class DiTConfig:
             problems.append("a text model (block 'cross-text') has no class labels: num_classes must be 0")
         if self.block not in BLOCKS + TEXT_BLOCKS:
             problems.append(f"block must be one of {', '.join(BLOCKS + TEXT_BLOCKS)}, got {self.block!r}")
-        if self.patch_size < 1 or self.input_size % self.patch_size:
-            problems.append(f"input size {self.input_size} is not divisible by patch size {self.patch_size}")
-        if self.num_heads < 1 or self.hidden_size % self.num_heads:
-            problems.append(f"hidden size {self.hidden_size} is not divisible by {self.num_heads} heads")
+        problems += patch_and_head_problems(self.input_size, self.patch_size, self.hidden_size, self.num_heads)
         if self.hidden_size % 4:
             problems.append(f"hidden size {self.hidden_size} must be divisible by 4 (2-D sin-cos positions)")
         if self.num_classes < 0 or self.depth < 1 or self.in_channels < 1:
@@ -184,16 +191,23 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 # --------------------------------------------------------------------------------------------
 
 
-class AdaLNZeroBlock(nn.Module):
-    """adaLN-Zero: γ, β and gates α regressed from c; zero-init regressor -> identity at start."""
+class _ModulatedBlock(nn.Module):
+    """Attention and MLP behind affine-free LayerNorms, with a regressor from c to ``chunks`` modulations."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, chunks: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, bias=True))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, chunks * dim, bias=True))
+
+
+class AdaLNZeroBlock(_ModulatedBlock):
+    """adaLN-Zero: γ, β and gates α regressed from c; zero-init regressor -> identity at start."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+        super().__init__(dim, num_heads, mlp_ratio, chunks=6)
 
     def forward(self, x, c, context=None):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
@@ -202,16 +216,11 @@ class AdaLNZeroBlock(nn.Module):
         return x
 
 
-class AdaLNBlock(nn.Module):
+class AdaLNBlock(_ModulatedBlock):
     """adaLN: LayerNorm without affine, γ and β regressed from c; no gates."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 4 * dim, bias=True))
+        super().__init__(dim, num_heads, mlp_ratio, chunks=4)
 
     def forward(self, x, c, context=None):
         shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=1)

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import DitkitError
+from .dit import patch_and_head_problems
 
 __all__ = ["UViTConfig", "UViT", "UVIT_V1", "infer_uvit_config", "load_uvit_state_dict", "timestep_embedding",
            "uvit_flops", "uvit_param_count"]
@@ -47,11 +48,7 @@ class UViTConfig:
     clip_img_dim: int = 512
 
     def __post_init__(self):
-        problems = []
-        if self.patch_size < 1 or self.img_size % self.patch_size:
-            problems.append(f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}")
-        if self.num_heads < 1 or self.embed_dim % self.num_heads:
-            problems.append(f"embed_dim {self.embed_dim} is not divisible by {self.num_heads} heads")
+        problems = patch_and_head_problems(self.img_size, self.patch_size, self.embed_dim, self.num_heads)
         if self.embed_dim % 2:
             problems.append(f"embed_dim {self.embed_dim} must be even (sinusoidal time tokens)")
         if self.depth < 1 or self.depth % 2:
