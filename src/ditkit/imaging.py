@@ -19,5 +19,5 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
     """uint8 (H, W), (H, W, C) or (N, H, W, C) → float channels-first in [-1, 1] (the models' data range)."""
     if array.ndim == 2:
         array = array[:, :, None]
-    t = torch.from_numpy(np.ascontiguousarray(array)).float().movedim(-1, -3).contiguous()
+    t = torch.from_numpy(np.array(array, dtype=np.float32)).movedim(-1, -3).contiguous()  # a copy: inputs may be read-only
     return t.div_(127.5).sub_(1.0)
