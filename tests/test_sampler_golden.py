@@ -67,7 +67,10 @@ def test_samplers_reproduce_the_pinned_outputs():
         if value.dtype == torch.uint8:  # decoded images: at most one level off where a value sits on a rounding edge
             assert (got[key].int() - value.int()).abs().max() <= 1, key
         else:
-            torch.testing.assert_close(got[key], value, rtol=0, atol=1e-6, msg=key)
+            # 1e-6 of the values' scale: the pipeline now sizes batches to the request, and with several threads
+            # a differently shaped batch rounds differently in the last bits (measured: <= 2.1e-7 of scale).
+            scale = max(1.0, value.abs().max().item())
+            torch.testing.assert_close(got[key], value, rtol=0, atol=1e-6 * scale, msg=key)
 
 
 if __name__ == "__main__":

@@ -54,11 +54,15 @@ def test_same_seed_same_images_and_seed_matters(model, pixels, sampler):
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_a_sample_depends_on_seed_and_index_not_on_batching(model, pixels, sampler):
     full = run(model, pixels, num_samples=7, sampler=sampler, batch_size=3, cfg_scale=2.0)
-    # batches of the same size, a different subset and order (what ranks and resumed runs do): bit-identical
+    # a different subset and order (what ranks and resumed runs do): the same samples. Bit-identical with one
+    # thread; with several, a row's position in the batch can move the last bits (measured: ~5e-8 of scale).
     part = run(model, pixels, num_samples=7, sampler=sampler, batch_size=3, cfg_scale=2.0, sample_indices=[5, 2, 4])
     assert part.indices == [5, 2, 4] and part.labels == [5, 2, 4]
-    assert torch.equal(part.latents, full.latents[[5, 2, 4]])
-    assert np.array_equal(part.images, full.images[[5, 2, 4]])
+    scale = full.latents.abs().max().item()
+    torch.testing.assert_close(part.latents, full.latents[[5, 2, 4]], rtol=0, atol=1e-6 * scale)
+    assert np.abs(part.images.astype(int) - full.images[[5, 2, 4]].astype(int)).max() <= 1
+    if torch.get_num_threads() == 1:
+        assert torch.equal(part.latents, full.latents[[5, 2, 4]])
     # another batch size: equal up to float rounding of differently shaped kernels
     other = run(model, pixels, num_samples=7, sampler=sampler, batch_size=5, cfg_scale=2.0)
     torch.testing.assert_close(other.latents, full.latents, rtol=1e-4, atol=1e-4 * full.latents.abs().max().item())
