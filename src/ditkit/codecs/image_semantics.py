@@ -40,10 +40,10 @@ class ClipImageEncoder:
     def __init__(self, source: str = _CLIP_DEFAULT, device="cpu"):
         from transformers import CLIPVisionModelWithProjection
 
-        from .text import _from_pretrained
+        from .text import load_pretrained
 
         self.source = source
-        self.model = _from_pretrained(CLIPVisionModelWithProjection, source).eval().requires_grad_(False).to(device)
+        self.model = load_pretrained(CLIPVisionModelWithProjection, source).eval().requires_grad_(False).to(device)
         self.size = self.model.config.image_size
         self.dim = self.model.config.projection_dim
 

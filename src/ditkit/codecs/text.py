@@ -105,7 +105,6 @@ def load_pretrained(cls, source: str, **kwargs):
         raise DitkitError(f"cannot load the text encoder {source!r} from the hub: {str(exc).splitlines()[0]}") from None
 
 
-_from_pretrained = load_pretrained  # the first name, still imported by codecs/image_semantics and caption_decoder
 
 
 def _folder_kind(source: str) -> str:

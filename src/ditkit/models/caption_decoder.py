@@ -189,10 +189,10 @@ class GPT2PrefixDecoder(PrefixDecoder):
 
     def _tokenizer(self):
         if self.tokenizer is None:
-            from ..codecs.text import _from_pretrained
+            from ..codecs.text import load_pretrained
             from transformers import GPT2TokenizerFast
 
-            self.tokenizer = _from_pretrained(GPT2TokenizerFast, "gpt2")
+            self.tokenizer = load_pretrained(GPT2TokenizerFast, "gpt2")
         return self.tokenizer
 
     def ids_of(self, captions, max_tokens):
