@@ -2,12 +2,14 @@
 
     python examples/bundle_model.py --run runs/mnist-bundled --step latest    # -> mnist-dit
     python examples/bundle_model.py --run runs/shapes-bundled --step latest   # -> shapes-dit
+    python examples/bundle_model.py --run runs/shapes-t2i --step latest       # -> shapes-t2i (a text model)
 
 Copies the EMA weights and the model config of one checkpoint of a ``ditkit train`` run on a bundled
 dataset into ``src/ditkit/assets/models/<data>-dit``, records in ``config.json`` the exact training
 command(s), the step, the data and the ditkit version, then scores the result the way the README reports
-it (1,000 samples, 100 per class, DPM-Solver++ 20 steps, cfg 4, against the dataset's held-out split with
-its bundled classifier) and records those numbers too.
+it and records those numbers too: a class model on 1,000 samples (100 per class, DPM-Solver++ 20 steps,
+cfg 4) against the dataset's held-out split with its bundled classifier; a text model (``<data>-t2i``)
+with ``ditkit t2i-eval`` (1,000 test and 500 held-out prompts, the bundled attribute classifier).
 
 Recorded commands hold no absolute paths, so anyone can replay the chain: run outputs are relative to the
 folder that holds the runs (``--out runs/mnist-bundled``), parents are bundled names (``mnist-dit``) or the
@@ -33,6 +35,10 @@ EVAL_COMMANDS = [
     "--out {samples}",
     "ditkit eval --samples {samples}/samples.npz --reference {data}:test --out {samples}/metrics.json",
 ]
+TEXT_EVAL_COMMANDS = [
+    "ditkit t2i-eval --checkpoint {model} --num-seen 1000 --num-held-out 500 --cfg-scale 4 --sampler dpm++ "
+    "--steps 20 --seed 0 --out {samples}/metrics.json",
+]
 
 
 def command_history(train_record: dict) -> list[str]:
@@ -56,7 +62,7 @@ def command_history(train_record: dict) -> list[str]:
             return commands
 
 
-PATH_FLAGS = ("--out", "--init-from", "--latent-cache", "--data")
+PATH_FLAGS = ("--out", "--init-from", "--latent-cache", "--text-cache", "--data")
 
 
 def portable_path(value: str, runs_root: Path) -> str:
@@ -93,7 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the ditkit train output folder")
     parser.add_argument("--step", default="latest", help="checkpoint step to bundle (default: the newest)")
-    parser.add_argument("--dest", help="where to write the model (default: src/ditkit/assets/models/<data>-dit)")
+    parser.add_argument("--dest", help="where to write the model (default: src/ditkit/assets/models/<data>-dit, "
+                        "or <data>-t2i for a text model)")
     args = parser.parse_args()
 
     run = Path(args.run)
@@ -107,10 +114,12 @@ def main() -> None:
     runs_root = run.resolve().parent  # recorded paths are relative to the folder that holds the runs
     commands = [portable_command(c, runs_root) for c in command_history(train_record)]
     train_config = dict(config["extra"].get("train_config") or {})
-    for key in ("out", "init_from", "latent_cache"):
+    for key in ("out", "init_from", "latent_cache", "text_cache"):
         if isinstance(train_config.get(key), str):
             train_config[key] = portable_path(train_config[key], runs_root)
+    text_encoder = config["extra"].get("text_encoder")
     config["extra"] = {
+        **({"text_encoder": text_encoder} if text_encoder else {}),
         "weights": "ema",
         "training_step": step,
         "training_command": commands[-1],
@@ -123,7 +132,7 @@ def main() -> None:
     load_checkpoint(ckpt)  # refuse to bundle something that does not load
 
     data = train_record["data"]["name"]
-    dest = Path(args.dest or f"src/ditkit/assets/models/{data}-dit")
+    dest = Path(args.dest or f"src/ditkit/assets/models/{data}-{'t2i' if text_encoder else 'dit'}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=dest.parent))
     shutil.copy2(ckpt / "model.safetensors", staging / "model.safetensors")
@@ -132,23 +141,27 @@ def main() -> None:
         shutil.rmtree(dest)
     staging.rename(dest)
 
-    # Score it exactly as the README reports (the default checkpoint is now this model).
+    # Score it exactly as the README reports.
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "samples"
-        for template in EVAL_COMMANDS:
+        templates = TEXT_EVAL_COMMANDS if text_encoder else EVAL_COMMANDS
+        if text_encoder:
+            samples.mkdir()  # t2i-eval writes only its report
+        for template in templates:
             argv = shlex.split(template.format(samples=samples, model=dest.resolve(), data=data))[1:]
             if ditkit_main(argv):
                 raise SystemExit(f"failed: {template}")
         report = json.loads((samples / "metrics.json").read_text())
+    metrics = {k: report[k] for k in ("seen", "held_out", "all")} if text_encoder else report["metrics"]
     config["extra"]["evaluation"] = {
-        "commands": [t.format(samples="bundled-eval", model=dest.name, data=data) for t in EVAL_COMMANDS],
-        "extractor": report.get("extractor"),
-        "metrics": report["metrics"],
+        "commands": [t.format(samples="bundled-eval", model=dest.name, data=data) for t in templates],
+        "extractor": "attribute-classifier:shapes" if text_encoder else report.get("extractor"),
+        "metrics": metrics,
     }
     (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     size = (dest / "model.safetensors").stat().st_size / 2**20
     print(json.dumps({"bundled": str(dest), "step": step, "weights_mib": round(size, 2),
-                      "metrics": report["metrics"]}, indent=2))
+                      "metrics": metrics}, indent=2))
 
 
 if __name__ == "__main__":

@@ -115,13 +115,12 @@ def test_guidance_uses_the_null_text_or_the_negative_prompt(tiny_bert):
 
 
 def test_attribute_evaluation_of_a_text_checkpoint(text_run, tmp_path):
-    from ditkit.errors import DitkitError
-    from ditkit.evaluation.text_to_image import main as evaluate_main
-
     report_path = tmp_path / "report.json"
-    assert evaluate_main(["--checkpoint", str(text_run / "checkpoints" / "step-0000020"), "--num-seen", "4",
-                          "--num-held-out", "2", "--steps", "2", "--out", str(report_path)]) == 0
+    assert main(["t2i-eval", "--checkpoint", str(text_run / "checkpoints" / "step-0000020"), "--num-seen", "4",
+                 "--num-held-out", "2", "--steps", "2", "--out", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["seen"]["count_prompts"] == 4 and report["held_out"]["count_prompts"] == 2
     assert 0.0 <= report["all"]["all_correct"] <= 1.0
-    assert evaluate_main(["--checkpoint", "shapes-dit", "--num-seen", "1", "--num-held-out", "0"]) == 2
+    assert main(["t2i-eval", "--checkpoint", "shapes-dit", "--num-seen", "1", "--num-held-out", "0"]) == 2
+    assert main(["t2i-eval", "--checkpoint", str(text_run / "checkpoints" / "step-0000020"), "--num-seen", "0",
+                 "--num-held-out", "0"]) == 2

@@ -15,7 +15,7 @@ from ..errors import DitkitError
 from ..version import __version__
 
 # Order is the order shown by ``ditkit --help``.
-_COMMANDS = ("sample", "train", "eval", "flops", "info", "export", "app", "study", "uni", "uni-eval")
+_COMMANDS = ("sample", "train", "eval", "flops", "info", "export", "app", "study", "t2i-eval", "uni", "uni-eval")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -46,6 +46,7 @@ _RADIUS = {"small": (0.09, 0.10), "large": (0.13, 0.145)}
 _JITTER = 0.05  # of a cell
 _SPLIT_SEEDS = {"train": 20240601, "test": 20240602, "heldout": 20240603}
 DEFAULT_LENGTHS = {"train": 50_000, "test": 2_000, "heldout": 2_000}
+_CACHE_BYTES = 512 * 2**20  # rendered images kept in memory per dataset (50k at 32 px is 150 MiB)
 SINGLE_TEMPLATES = ("a {a} {pos}", "{Pos}, a {a}", "there is a {a} {pos}")
 PAIR_TEMPLATES = ("a {a} {rel} a {b}", "there is a {a} {rel} a {b}")
 
@@ -186,6 +187,11 @@ class ComposedShapesDataset(torch.utils.data.Dataset):
         self.channels, self.num_classes, self.class_names = 3, 0, []
         self.name = "shapes"
         self.flip = False
+        # Rendering costs ~4 ms an image, as much as a small model's training step per image: keep each
+        # rendered image (items are pure functions of their index), within a memory budget.
+        cache_bytes = self.length * self.image_size ** 2 * 3
+        self._rendered = np.zeros((self.length, image_size, image_size, 3), np.uint8) if cache_bytes <= _CACHE_BYTES else None
+        self._is_rendered = np.zeros(self.length, bool)
 
     def __len__(self) -> int:
         return self.length
@@ -200,8 +206,13 @@ class ComposedShapesDataset(torch.utils.data.Dataset):
     def render(self, i: int) -> np.ndarray:
         if not 0 <= i < self.length:
             raise IndexError(i)
+        if self._rendered is not None and self._is_rendered[i]:
+            return self._rendered[i].copy()
         scene, _ = make_scene(self.split, i, self.two_object_prob)
-        return render_scene(scene, np.random.default_rng([_SPLIT_SEEDS[self.split], i, 1]), self.image_size)
+        image = render_scene(scene, np.random.default_rng([_SPLIT_SEEDS[self.split], i, 1]), self.image_size)
+        if self._rendered is not None:
+            self._rendered[i], self._is_rendered[i] = image, True
+        return image
 
     def set_epoch(self, epoch: int) -> None:  # no flips, nothing varies by epoch
         pass

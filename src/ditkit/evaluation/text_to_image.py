@@ -1,4 +1,4 @@
-"""Score a text-to-image checkpoint on the captioned shapes: ``python -m ditkit.evaluation.text_to_image``.
+"""Score a text-to-image checkpoint on the captioned shapes (``ditkit t2i-eval``).
 
 Prompts are the captions of the first items of the ``test`` split (seen colour–shape combinations) and of
 the ``heldout`` split (combinations never trained on); each prompt is sampled once and the bundled
@@ -8,15 +8,8 @@ seen and held-out separately.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
-import torch
-
 from ..data.captions import ComposedShapesDataset
 from ..errors import DitkitError
-from ..fileio import atomic_write_json
 from ..imaging import from_uint8
 from .attributes import load_attribute_classifier, score_images
 
@@ -49,31 +42,3 @@ def evaluate_checkpoint(checkpoint: str, *, num_seen: int = 1000, num_held_out: 
     report["settings"] = {"checkpoint": loaded.checkpoint, "num_seen": num_seen, "num_held_out": num_held_out,
                           "cfg_scale": cfg_scale, "sampler": sampler, "steps": steps, "seed": seed}
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--num-seen", type=int, default=1000)
-    p.add_argument("--num-held-out", type=int, default=500)
-    p.add_argument("--cfg-scale", type=float, default=4.0)
-    p.add_argument("--sampler", default="dpm++")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="write the report here (JSON)")
-    args = p.parse_args(argv)
-    try:
-        report = evaluate_checkpoint(args.checkpoint, num_seen=args.num_seen, num_held_out=args.num_held_out,
-                                     cfg_scale=args.cfg_scale, sampler=args.sampler, steps=args.steps, seed=args.seed)
-    except DitkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.out:
-        atomic_write_json(args.out, report)
-    print(json.dumps({k: report[k] for k in ("seen", "held_out")}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    torch.set_grad_enabled(False)
-    raise SystemExit(main())
