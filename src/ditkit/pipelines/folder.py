@@ -56,6 +56,7 @@ class SampleSettings:
     eta: float | None = None  # DDIM's noise (None: the sampler's default, 0)
     prompts: tuple[str, ...] | None = None  # text models: sample i gets prompt i mod P
     negative_prompt: str | None = None  # text models: guide away from it instead of the null text
+    precision: str = "fp32"  # the network's arithmetic: fp32, bf16 or auto (SamplingSettings.precision)
 
     def sampling(self, labels: list[int] | None, batch_size: int) -> SamplingSettings:
         """The pipeline's settings, with ``classes`` resolved to label numbers."""
@@ -63,7 +64,7 @@ class SampleSettings:
                                 sampler=self.sampler, steps=self.steps, cfg_scale=self.cfg_scale,
                                 guided_channels=self.guided_channels, seed=self.seed, batch_size=batch_size,
                                 options={} if self.eta is None else {"eta": self.eta}, prompts=self.prompts,
-                                negative_prompt=self.negative_prompt)
+                                negative_prompt=self.negative_prompt, precision=self.precision)
 
     def command(self, *, batch_size: int, npz: bool, out: Path) -> str:
         """A ``ditkit sample`` command line that reproduces this run."""
@@ -88,6 +89,8 @@ class SampleSettings:
             parts += ["--prompt", prompt]
         if self.negative_prompt is not None:
             parts += ["--negative-prompt", self.negative_prompt]
+        if self.precision != "fp32":
+            parts += ["--precision", self.precision]
         parts += ["--out", str(out)] + (["--npz"] if npz else [])
         return shlex.join(parts)
 
@@ -114,6 +117,8 @@ def _settings_record(settings: SampleSettings, loaded, labels: list[int] | None,
     for key in ("eta", "prompts", "negative_prompt"):
         if record[key] is None:
             del record[key]  # runs that never set it keep the record (and resume) they had
+    if record["precision"] == "fp32":
+        del record["precision"]
     vae = settings.vae
     if vae is not None and vae.lower() != "none" and Path(vae).exists():
         vae = str(Path(vae).resolve())

@@ -9,6 +9,8 @@ from typing import Mapping
 from ..diffusion import get_sampler
 from ..errors import DitkitError
 
+PRECISIONS = ("fp32", "bf16", "auto")
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -20,6 +22,9 @@ class SamplingSettings:
     default. ``cfg_scale`` 1 = no guidance; ``guided_channels`` None guides every ε channel (3 = the
     official code's form). ``batch_size``: the most samples per forward pass (a smaller request runs at
     its own size). ``options``: the sampler's own keywords, e.g. ``{"eta": 0.5}`` for DDIM.
+    ``precision``: the network's arithmetic — ``fp32`` (the default: the official code's, bit-for-bit
+    reproducible against it), ``bf16`` (autocast; the sampler's own arithmetic stays fp32) or ``auto``
+    (bf16 where the hardware does it natively, ``ditkit.precision``).
     """
 
     labels: tuple[int, ...] | None = None
@@ -33,6 +38,7 @@ class SamplingSettings:
     options: Mapping = field(default_factory=dict)
     prompts: tuple[str, ...] | None = None  # text models: sample i gets prompt i mod P ("" = the null text)
     negative_prompt: str | None = None  # text models: guide away from this instead of the null text
+    precision: str = "fp32"
 
     @classmethod
     def build(cls, settings: "SamplingSettings | None" = None, **changes) -> "SamplingSettings":
@@ -63,6 +69,8 @@ class SamplingSettings:
             raise DitkitError(f"the guidance scale must be a number ≥ 0, got {self.cfg_scale}")
         if int(self.seed) < 0:
             raise DitkitError(f"the seed must be ≥ 0, got {self.seed}")
+        if self.precision not in PRECISIONS:
+            raise DitkitError(f"unknown sampling precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
         if self.batch_size < 1:
             raise DitkitError(f"the batch size must be at least 1, got {self.batch_size}")
         if self.num_samples is not None and int(self.num_samples) < 1:
