@@ -72,12 +72,34 @@ def test_null_text_and_caption_dropout():
     model = _model(class_dropout_prob=0.5).train()
     torch.manual_seed(0)
     big = _text(n=400, real=[3] * 400)
-    context, mask = model.text_context(big, torch.float32)
+    context, mask, null = model.text_context(big, torch.float32)
     dropped = mask[:, 1:].sum(1) == 0
+    assert torch.equal(null, dropped)
     assert 150 < int(dropped.sum()) < 250  # about half the captions dropped
     assert torch.allclose(context[dropped, 0], model.null_text[0, 0].expand(int(dropped.sum()), -1))
     model.eval()
     assert model.text_context(big, torch.float32)[1][:, :3].all()  # no dropout at inference
+
+
+def test_pooled_text_joins_the_timestep_embedding():
+    """``text_pooled``: the pooled vector reaches every block through adaLN; the null text has its own."""
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([3, 700])
+    plain = create_model(TINY)
+    pooled = create_model(dict(TINY, text_pooled=True))
+    extra = {k for k in pooled.state_dict()} - {k for k in plain.state_dict()}
+    assert extra == {"pooled_projection.0.weight", "pooled_projection.0.bias", "pooled_projection.2.weight",
+                     "pooled_projection.2.bias", "null_pooled"}
+    assert torch.all(pooled(x, t, _text()) == 0)  # zero-initialised like the rest: starts as the identity
+    model, text = _model(text_pooled=True), _text()
+    base = model(x, t, text)
+    moved = TextEncoding(text.states, text.mask, text.pooled + 1.0)
+    assert not torch.allclose(model(x, t, moved), base, atol=1e-3)  # the pooled vector matters ...
+    null = text.nulled(torch.tensor([True, True]))
+    other = TextEncoding(null.states, null.mask, null.pooled + 1.0)
+    assert torch.allclose(model(x, t, other), model(x, t, null), atol=1e-6)  # ... except for the null text
+    out_null = model(x, t, null)
+    model.null_pooled.data += 1.0  # the null rows' pooled vector is the learned one
+    assert not torch.allclose(model(x, t, null), out_null, atol=1e-3)
 
 
 def test_gradient_checkpointing_gives_the_same_output():
@@ -102,6 +124,7 @@ def test_gflops_exceed_adaln_zero_by_the_cross_attention_and_caption_projection(
     (dict(text_dim=0, text_len=0), "takes text"),
     (dict(block="adaln-zero"), "takes text"),
     (dict(num_classes=10), "no class labels"),
+    (dict(block="adaln-zero", text_dim=0, text_len=0, text_pooled=True), "text_pooled needs a text model"),
 ])
 def test_config_checks(overrides, message):
     with pytest.raises(DitkitError, match=message):

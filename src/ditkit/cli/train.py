@@ -7,6 +7,13 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
+def _on_off(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return value in ("on", "true", "1", "yes")
+
+
 _OVERRIDES = {  # small-model flags → DiTConfig fields, so a tiny DiT needs no config file
     "depth": (int, "override the number of transformer blocks"),
     "hidden_size": (int, "override the transformer width"),
@@ -15,6 +22,8 @@ _OVERRIDES = {  # small-model flags → DiTConfig fields, so a tiny DiT needs no
     "mlp_ratio": (float, "override the MLP width ratio"),
     "block": (str, "conditioning block design (default adaln-zero)"),
     "class_dropout_prob": (float, "label dropout for classifier-free guidance (default 0.1)"),
+    "text_pooled": (_on_off, "text models: add the pooled text vector to the timestep embedding, so adaLN sees "
+                             "the prompt too (on/off; default off)"),
 }
 _BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context")
 _TYPES = {"int": int, "float": float, "str": str}
@@ -70,6 +79,7 @@ def add_parser(subparsers) -> None:
         if f.name == "model":  # the shape overrides sit beside --model
             for name, (kind, help_text) in _OVERRIDES.items():
                 groups[group_name].add_argument("--" + name.replace("_", "-"), type=kind, help=help_text,
+                                                metavar="on|off" if kind is _on_off else None,
                                                 choices=_BLOCKS if name == "block" else None)
     p.set_defaults(func=run)
 

@@ -54,11 +54,14 @@ class DiTConfig:
     block: str = "adaln-zero"
     text_dim: int = 0  # text models (block "cross-text"): the text encoder's state width ...
     text_len: int = 0  # ... and its token count (0 for label models)
+    text_pooled: bool = False  # text models: also add the pooled text vector to emb(t), the adaLN input
 
     def __post_init__(self):
         problems = []
         if (self.block == "cross-text") != (self.text_dim > 0) or (self.text_dim > 0) != (self.text_len > 0):
             problems.append("block 'cross-text' (and only it) takes text: text_dim and text_len > 0")
+        if self.text_pooled and not self.text_dim:
+            problems.append("text_pooled needs a text model (block 'cross-text')")
         if self.text_dim > 0 and self.num_classes:
             problems.append("a text model (block 'cross-text') has no class labels: num_classes must be 0")
         if self.block not in BLOCKS + TEXT_BLOCKS:

@@ -7,6 +7,11 @@ projected to the model width once (the caption projection, an MLP as PixArt-α's
 replaces the caption of rows whose mask is all False — the empty prompt, caption dropout in training
 (``class_dropout_prob``), and the unconditional half of classifier-free guidance.
 
+With ``text_pooled`` the pooled sentence vector also joins the timestep embedding, ``c = emb(t) +
+MLP(pooled)``, so every block's adaLN-Zero modulation sees the whole prompt (Imagen and SD3 add pooled text
+to the timestep embedding the same way; DiT's own ablation found adaLN-Zero the fastest-learning way to
+condition). The null text has its own learned pooled vector.
+
 ``DiT(config)`` with ``block="cross-text"`` builds a ``TextDiT``; ``model(x, t, y)`` takes ``y`` as a
 ``TextEncoding`` (states (N, L, text_dim), mask (N, L), pooled) from ``ditkit.codecs.text``.
 """
@@ -75,6 +80,10 @@ class TextDiT(DiT):
         self.caption_projection = nn.Sequential(nn.Linear(config.text_dim, d), nn.GELU(approximate="tanh"),
                                                 nn.Linear(d, d))
         self.null_text = nn.Parameter(torch.zeros(1, 1, d))  # the learned "no caption" token, in model width
+        self.pooled_projection = None
+        if config.text_pooled:
+            self.pooled_projection = nn.Sequential(nn.Linear(config.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+            self.null_pooled = nn.Parameter(torch.zeros(1, d))
         self.blocks = nn.ModuleList(CrossTextBlock(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
         self.final_layer = AdaptiveFinalLayer(d, config.patch_size, config.out_channels)
         self.initialize_weights()
@@ -87,13 +96,17 @@ class TextDiT(DiT):
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
             nn.init.zeros_(block.cross_attn.proj.weight)
             nn.init.zeros_(block.cross_attn.proj.bias)
+        if self.pooled_projection is not None:  # starts as the model without it: c = emb(t)
+            nn.init.zeros_(self.pooled_projection[-1].weight)
+            nn.init.zeros_(self.pooled_projection[-1].bias)
 
     @property
     def null_class(self) -> None:
         return None  # no labels: guidance uses the null text (pipelines.text)
 
-    def text_context(self, text: TextEncoding, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected text tokens (N, L, D) and key mask (N, L); null rows get the learned null token."""
+    def text_context(self, text: TextEncoding, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Projected text tokens (N, L, D), key mask (N, L), and which rows are the null text (N,) — after
+        caption dropout; null rows get the learned null token."""
         states, mask = text.states, text.mask.bool()
         if states.ndim != 3 or states.shape[-1] != self.config.text_dim:
             raise DitkitError(f"this text model takes {self.config.text_dim}-wide text states (its text encoder's), "
@@ -106,7 +119,7 @@ class TextDiT(DiT):
         context = torch.where(null[:, None, None], self.null_text.to(dtype), context)
         first = torch.zeros_like(mask)
         first[:, 0] = True
-        return context, torch.where(null[:, None], first, mask)  # a null row attends to its one null token
+        return context, torch.where(null[:, None], first, mask), null  # a null row attends to its null token
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: TextEncoding | None = None) -> torch.Tensor:
         if not isinstance(y, TextEncoding):
@@ -117,7 +130,10 @@ class TextDiT(DiT):
                               f"{x.shape[-2]}x{x.shape[-1]}")
         tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)  # (N, T, D)
         c = self.t_embedder(t)  # (N, D)
-        context, mask = self.text_context(y, tokens.dtype)  # (N, L, D), (N, L)
+        context, mask, null = self.text_context(y, tokens.dtype)  # (N, L, D), (N, L), (N,)
+        if self.pooled_projection is not None:
+            pooled = self.pooled_projection(y.pooled.to(c.dtype))  # (N, D)
+            c = c + torch.where(null[:, None], self.null_pooled.to(c.dtype), pooled)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
                 tokens = checkpoint(block, tokens, c, context, mask, use_reentrant=False)
