@@ -108,10 +108,11 @@ def main(argv=None) -> dict:
         save_pretrained(model, ckpt, codec={"type": "pixel", "channels": 4})
         cmd = [sys.executable, "-m", "ditkit", "sample", "--checkpoint", ckpt, "--vae", "none",
                "--classes", ",".join(str(int(v)) for v in labels), "--cfg-scale", str(args.cfg_scale),
-               "--sampler", "ddpm", "--steps", str(args.steps), "--out", os.path.join(tmp, "out"),
-               "--precision", args.precision] + args.extra.split()
+               "--sampler", "ddpm", "--steps", str(args.steps), "--precision", args.precision] + args.extra.split()
         env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-        timed("ditkit_sample", lambda: subprocess.run(cmd, check=True, capture_output=True, text=True, env=env))
+        outs = iter(range(args.repeats))  # a fresh folder each time: an existing one would be resumed, not redrawn
+        timed("ditkit_sample", lambda: subprocess.run([*cmd, "--out", os.path.join(tmp, f"out-{next(outs)}")],
+                                                      check=True, capture_output=True, text=True, env=env))
         result["ditkit_command"] = " ".join(cmd[1:]).replace(tmp, "TMP")
     result["precision"] = args.precision
     result["speedup_in_process_wall"] = round(result["official_style_s"] / result["ditkit_in_process_s"], 3)
