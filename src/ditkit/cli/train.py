@@ -7,6 +7,7 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
+
 def _on_off(text: str) -> bool:
     value = text.strip().lower()
     if value not in ("on", "off", "true", "false", "1", "0", "yes", "no"):

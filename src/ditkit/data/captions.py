@@ -189,8 +189,8 @@ class ComposedShapesDataset(torch.utils.data.Dataset):
         self.flip = False
         # Rendering costs ~4 ms an image, as much as a small model's training step per image: keep each
         # rendered image (items are pure functions of their index), within a memory budget.
-        cache_bytes = self.length * self.image_size ** 2 * 3
-        self._rendered = np.zeros((self.length, image_size, image_size, 3), np.uint8) if cache_bytes <= _CACHE_BYTES else None
+        fits = self.length * self.image_size ** 2 * 3 <= _CACHE_BYTES
+        self._rendered = np.zeros((self.length, image_size, image_size, 3), np.uint8) if fits else None
         self._is_rendered = np.zeros(self.length, bool)
 
     def __len__(self) -> int:
