@@ -11,6 +11,11 @@ writing is never timed.
 MFU (model FLOPs utilisation) = 3 × forward FLOPs per image (forward + backward, as usual) × images/s,
 over the machine's matmul peak measured just before in the run's dtype (``matmul_peak.py``) with the same
 threads; ``--peak-seconds 0`` skips it.
+
+``--processes N`` runs the same training as N data-parallel processes on this machine (torchrun, gloo on CPU,
+the global batch split over them, ``--threads`` each, default cores/N), the engine's multi-process path: on
+a small CPU, processes with fewer threads each keep the cores busier than one process with all of them.
+images/s is then the global figure and peak_rss_mib the largest single process.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,42 +65,44 @@ def main(argv=None) -> dict:
     p.add_argument("--attention", choices=("auto", "fused"), default="auto",
                    help="auto: ditkit's choice (plain ops for bf16 on CPU); fused: always torch's SDPA kernel")
     p.add_argument("--peak-seconds", type=float, default=1.0, help="matmul-peak timing for MFU (0: skip)")
+    p.add_argument("--processes", type=int, default=1, help="data-parallel processes under torchrun (default 1)")
+    p.add_argument("--workdir", help=argparse.SUPPRESS)  # set by the launcher for its torchrun children
     args = p.parse_args(argv)
+    if args.batch_size % args.processes:
+        p.error(f"--batch-size {args.batch_size} does not split over --processes {args.processes}")
+    if args.workdir:  # a torchrun child: train, the launcher reads the metrics
+        _train(args, args.workdir)
+        return {}
     if args.threads:
         torch.set_num_threads(args.threads)
-    import ditkit.models.dit as dit_module
 
-    dit_module.ATTENTION_MATH_ON_CPU_BF16 = args.attention == "auto"
-
-    from ditkit.training import TrainConfig, train
     from ditkit.version import __version__
 
     latent = args.image_size // 8
-    total = args.warmup + args.steps
     with tempfile.TemporaryDirectory() as tmp:
-        cache = os.path.join(tmp, "cache")
-        os.makedirs(cache)
-        make_random_latent_cache(cache, max(64, 2 * args.batch_size), 4, latent)
-        config = TrainConfig(data=cache, model=args.model, max_steps=total, global_batch_size=args.batch_size,
-                             precision=args.precision, grad_checkpointing=args.grad_checkpointing,
-                             compile=args.compile, threads=args.threads, device=args.device, out=os.path.join(tmp, "run"),
-                             ckpt_every=10**9, keep_last=1, log_every=1, sample_every=0, progress=False)
+        os.makedirs(os.path.join(tmp, "cache"))
+        make_random_latent_cache(os.path.join(tmp, "cache"), max(64, 2 * args.batch_size), 4, latent)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         cpu0 = time.process_time()
-        train(config)
-        cpu_seconds = time.process_time() - cpu0
+        if args.processes == 1:
+            _train(args, tmp)
+            peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        else:
+            _launch(args, argv, tmp)
+            peak_rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        cpu_seconds = time.process_time() - cpu0 + _children_cpu_seconds()
         with open(os.path.join(tmp, "run", "metrics.jsonl")) as f:
             records = [json.loads(line) for line in f][args.warmup:]
     seconds = sum(args.batch_size / r["img_per_s"] for r in records)
     result = {
         "model": args.model, "image_size": args.image_size, "latent_shape": [4, latent, latent],
         "batch_size": args.batch_size, "precision": args.precision, "grad_checkpointing": args.grad_checkpointing,
-        "compile": args.compile, "timed_steps": len(records),
+        "compile": args.compile, "processes": args.processes, "timed_steps": len(records),
         "images_per_s": round(args.batch_size * len(records) / seconds, 3),
         "seconds_per_step": round(seconds / len(records), 4),
         "process_cpu_seconds": round(cpu_seconds, 1),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(peak_rss_kib / 1024, 1),
         "peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "ditkit": __version__,
@@ -103,6 +111,33 @@ def main(argv=None) -> dict:
     result.update(_mfu(args, result["images_per_s"]))
     print(json.dumps(result))
     return result
+
+
+def _train(args, workdir: str) -> None:
+    """The real training loop on the random latent cache in ``workdir`` (under torchrun: this rank's part)."""
+    import ditkit.models.dit as dit_module
+    from ditkit.training import TrainConfig, train
+
+    dit_module.ATTENTION_MATH_ON_CPU_BF16 = args.attention == "auto"
+    config = TrainConfig(data=os.path.join(workdir, "cache"), model=args.model, max_steps=args.warmup + args.steps,
+                         global_batch_size=args.batch_size, precision=args.precision,
+                         grad_checkpointing=args.grad_checkpointing, compile=args.compile, threads=args.threads,
+                         device=args.device, out=os.path.join(workdir, "run"), ckpt_every=10**9, keep_last=1,
+                         log_every=1, sample_every=0, progress=False)
+    train(config)
+
+
+def _launch(args, argv, workdir: str) -> None:
+    """This script again as ``--processes`` torchrun processes on this machine, each training its share."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.processes}",
+               os.path.abspath(__file__), *argv, "--workdir", workdir]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _mfu(args, images_per_s: float) -> dict:
