@@ -3,8 +3,11 @@
     python benchmarks/memory.py --model DiT-XL/2 --image-size 256 --batch-size 8 --method account
     python benchmarks/memory.py --model DiT-B/2 --image-size 256 --batch-size 8 --method measure
 
-One training step as the official recipe runs it (hybrid loss, backward, AdamW, EMA), in fp32 or bf16
-autocast, with ``model.gradient_checkpointing`` off (what the official ``train.py`` does) and on.
+Training steps as the official recipe runs them (hybrid loss, backward, AdamW, EMA), in fp32 or bf16
+autocast, four ways: as the official ``train.py`` (no checkpointing); with ``--grad-checkpointing``; plus
+``--optimizer-in-backward`` (each weight updated and its gradient freed as soon as the gradient is complete,
+so no step holds the whole model's gradients; same AdamW arithmetic); plus ``--adamw-moments bf16`` (AdamW's
+moments stored in bf16, the second stochastically rounded).
 
 ``--method measure`` runs each variant in a fresh process and reports its peak: ``torch.cuda
 .max_memory_allocated`` on a GPU, peak RSS (``ru_maxrss``) on a CPU (which includes torch itself, ~0.3 GiB).
@@ -23,6 +26,7 @@ import os
 import resource
 import subprocess
 import sys
+from unittest import mock
 
 import torch
 
@@ -39,6 +43,8 @@ def measure(args) -> dict:
     from ditkit.diffusion import create_diffusion
     from ditkit.models import create_model
     from ditkit.training.ema import make_ema, update_ema
+    from ditkit.training.bf16_moments import AdamWBf16Moments
+    from ditkit.training.optimizer_in_backward import OptimizerInBackward
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
@@ -46,13 +52,20 @@ def measure(args) -> dict:
     model.gradient_checkpointing = args.checkpointing
     ema = make_ema(model)
     diffusion = create_diffusion(None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    optimizer = (AdamWBf16Moments(model.parameters(), lr=1e-4) if args.bf16_moments
+                 else torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0))
+    in_backward = OptimizerInBackward(optimizer) if args.optimizer_in_backward else None
     x, t, y = _inputs(model.config, args.batch_size, device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-        loss = diffusion.training_losses(lambda a, b: model(a, b, y).float(), x, t)["loss"].mean()
-    loss.backward()
-    optimizer.step()
-    update_ema(list(ema.parameters()), list(model.parameters()), 0.9999)
+    for _ in range(2):  # the second step's forward runs while the first step's gradients are still held
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss = diffusion.training_losses(lambda a, b: model(a, b, y).float(), x, t)["loss"].mean()
+        if in_backward is not None:
+            in_backward.backward(loss, want_norm=False)
+        else:
+            optimizer.zero_grad(set_to_none=True)  # where the official loop and ditkit's step free them
+            loss.backward()
+            optimizer.step()
+        update_ema(list(ema.parameters()), list(model.parameters()), 0.9999)
     if device.type == "cuda":
         return {"peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 3), "what": "cuda max_memory_allocated"}
     return {"peak_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 3), "what": "peak RSS"}
@@ -71,20 +84,30 @@ def account(args) -> dict:
     keep: list[torch.Tensor] = []
 
     def pack(tensor):
-        # Parameters are counted below; views of one tensor are held once (at their base's size).
-        if not isinstance(tensor, torch.nn.Parameter):
-            base = tensor if tensor._base is None else tensor._base
+        # Weights (and views of them, such as the transposes linear layers save) are counted below; views
+        # of one tensor are held once, at their base's size.
+        base = tensor if tensor._base is None else tensor._base
+        if not isinstance(base, torch.nn.Parameter):
             saved[id(base)] = base.numel() * base.element_size()
             keep.append(base)  # keep ids unique while counting
         return tensor
 
+    def flash_attention(q, k, v, *args, **kwargs):
+        # On the meta device SDPA takes the math path and would count the (L × L) attention matrix; on
+        # a real CPU or GPU fp32 SDPA runs a flash kernel that keeps q, k, v, the output and the logsumexp.
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)[0]
+
     diffusion = create_diffusion(None)
     x, t, y = _inputs(model.config, args.batch_size, "meta")
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+            mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", flash_attention):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             model(x, t, y)  # the loss's own elementwise terms are per-image scalars-sized; not counted
     param_bytes = sum(p.numel() * 4 for p in model.parameters())
-    states = {"weights": param_bytes, "grads": param_bytes, "adamw_moments": 2 * param_bytes, "ema": param_bytes}
+    # gradients in the optimizer: one tensor's at a time (the largest bounds it), else all of them
+    grad_bytes = max(p.numel() * 4 for p in model.parameters()) if args.optimizer_in_backward else param_bytes
+    moment_bytes = 2 * param_bytes // (2 if args.bf16_moments else 1)
+    states = {"weights": param_bytes, "grads": grad_bytes, "adamw_moments": moment_bytes, "ema": param_bytes}
     activations = sum(saved.values())
     if args.checkpointing:  # backward recomputes one block at a time: add one block's share
         args.checkpointing = False
@@ -103,6 +126,8 @@ def main(argv=None) -> dict:
     p.add_argument("--method", choices=("account", "measure"), default="account")
     p.add_argument("--device", default=None)
     p.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)  # worker mode
+    p.add_argument("--optimizer-in-backward", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--bf16-moments", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -112,17 +137,23 @@ def main(argv=None) -> dict:
         p.error("--method account counts fp32 only (autocast does not act on the meta device); use --method measure")
     result = {"model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
               "precision": args.precision, "method": args.method}
-    for name, flag in (("without_checkpointing", False), ("with_checkpointing", True)):
+    variants = {"without_checkpointing": (), "with_checkpointing": ("checkpointing",),
+                "with_checkpointing_and_optimizer_in_backward": ("checkpointing", "optimizer_in_backward"),
+                "with_checkpointing_optimizer_in_backward_and_bf16_moments":
+                    ("checkpointing", "optimizer_in_backward", "bf16_moments")}
+    for name, levers in variants.items():
         if args.method == "account":
-            args.checkpointing = flag
+            for lever in ("checkpointing", "optimizer_in_backward", "bf16_moments"):
+                setattr(args, lever, lever in levers)
             result[name] = account(args)
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--model", args.model, "--image-size",
                    str(args.image_size), "--batch-size", str(args.batch_size), "--precision", args.precision]
-            cmd += (["--device", args.device] if args.device else []) + (["--checkpointing"] if flag else [])
+            cmd += (["--device", args.device] if args.device else []) + ["--" + lv.replace("_", "-") for lv in levers]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             result[name] = json.loads(out.strip().splitlines()[-1])
-    result["ratio"] = round(result["with_checkpointing"]["peak_gib"] / result["without_checkpointing"]["peak_gib"], 3)
+    base = result["without_checkpointing"]["peak_gib"]
+    result["ratios"] = {name: round(result[name]["peak_gib"] / base, 3) for name in list(variants)[1:]}
     print(json.dumps(result))
     return result
 

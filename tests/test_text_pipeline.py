@@ -124,3 +124,22 @@ def test_attribute_evaluation_of_a_text_checkpoint(text_run, tmp_path):
     assert main(["t2i-eval", "--checkpoint", "shapes-dit", "--num-seen", "1", "--num-held-out", "0"]) == 2
     assert main(["t2i-eval", "--checkpoint", str(text_run / "checkpoints" / "step-0000020"), "--num-seen", "0",
                  "--num-held-out", "0"]) == 2
+
+
+def test_a_stopped_run_leaves_its_text_cache_as_of_the_last_checkpoint(tiny_bert, tmp_path):
+    from ditkit.training import TrainConfig, train
+
+    def stop(ema, step):
+        raise KeyboardInterrupt
+
+    config = TrainConfig(data="shapes", text_encoder=tiny_bert, text_cache=str(tmp_path / "cache"), image_size=16,
+                         model="DiT-S/4", model_overrides={"depth": 1, "hidden_size": 32, "num_heads": 2},
+                         max_steps=10, global_batch_size=4, ckpt_every=3, log_every=3, sample_every=0,
+                         progress=False, out=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config, eval_fn=stop, eval_every=4)  # stops at step 4, after the checkpoint at step 3
+    saved = json.loads((tmp_path / "cache" / "cache.json").read_text())["captions"]
+    assert 3 <= len(saved) <= 3 * 4  # the captions of the first three batches
+    resumed = train(TrainConfig(**{**config.to_dict(), "resume": "latest"}))  # reads the cache, adds the rest
+    assert resumed["step"] == 10
+    assert len(json.loads((tmp_path / "cache" / "cache.json").read_text())["captions"]) > len(saved)

@@ -73,6 +73,12 @@ class TrainConfig:
                           "with AVX512-BF16/AMX; fp32 elsewhere), fp32, bf16 autocast, or fp16 autocast with a "
                           "grad scaler (GPU)", group="speed and memory", choices=PRECISIONS)
     grad_checkpointing: bool = knob(False, "recompute blocks in backward to save memory", group="speed and memory")
+    adamw_moments: str = knob("fp32", "AdamW's moments in fp32 (exact), or bf16: half the optimizer memory, the "
+                              "second moment stochastically rounded", group="speed and memory",
+                              choices=("fp32", "bf16"))
+    optimizer_in_backward: bool = knob(False, "update each weight as soon as its gradient is complete and free "
+                                       "the gradient: no whole-model gradients in memory, same AdamW result "
+                                       "(one process; not with --max-grad-norm or fp16)", group="speed and memory")
     compile: bool = knob(False, "torch.compile the model", group="speed and memory")
     tf32: bool = knob(True, "disable TF32 matmuls on Ampere+ GPUs", group="speed and memory")
     fsdp: bool = knob(False, "shard the model with FSDP (under torchrun)", group="speed and memory")
@@ -110,6 +116,8 @@ class TrainConfig:
         for name in ("keep_last", "sample_every", "num_workers", "fid_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.adamw_moments not in ("fp32", "bf16"):
+            problems.append(f"adamw_moments must be fp32 or bf16, got {self.adamw_moments!r}")
         if not self.lr > 0:
             problems.append(f"the learning rate must be positive, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -112,6 +112,16 @@ class CheckpointHook:
         self.window.last_checkpoint = state.save(self.checkpoint_dir, self.window.d, self.keep_last)
 
 
+class CallbackHook:
+    """``callback()`` every ``n`` steps and at the last step."""
+
+    def __init__(self, callback, n: int, max_steps: int):
+        self.callback, self.due = callback, every(n, max_steps)
+
+    def __call__(self, state: TrainState) -> None:
+        self.callback()
+
+
 class SampleGridHook:
     """An EMA sample grid with a fixed seed and labels (rank 0), comparable across steps."""
 

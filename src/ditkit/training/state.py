@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from ..distributed import Dist
 from ..errors import DitkitError
 from ..fileio import atomic_dir
 from ..version import __version__
+
+if TYPE_CHECKING:
+    from .optimizer_in_backward import OptimizerInBackward
 
 STATE_FILE = "training_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -97,6 +100,7 @@ class TrainState:
     meta: dict = field(default_factory=dict)
     fsdp: bool = False
     export: Callable | None = None  # export(ema, folder, extra): a non-DiT model's loadable folder (families.py)
+    backward_step: OptimizerInBackward | None = None  # set when AdamW steps inside backward
 
     # -- saving: every rank gathers, rank 0 writes
     def save(self, checkpoint_dir: str, d: Dist, keep_last: int = 0) -> str:

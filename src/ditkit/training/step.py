@@ -67,6 +67,12 @@ def train_step(state: TrainState, objective: Objective, batch: Batch, settings: 
     with settings.autocast():
         losses = objective(state.net, batch, None)
     loss = losses["loss"].mean()
+    if state.backward_step is not None:  # AdamW runs inside backward, tensor by tensor
+        stats = {name: value.detach().mean() for name, value in losses.items()}
+        grad_norm = state.backward_step.backward(loss, want_grad_norm)
+        if grad_norm is not None:
+            stats["grad_norm"] = grad_norm.detach()
+        return _after_update(state, settings, stats)
     state.optimizer.zero_grad(set_to_none=True)  # frees the grads instead of writing zeros into them
     if state.scaler is not None:
         state.scaler.scale(loss).backward()
@@ -81,6 +87,10 @@ def train_step(state: TrainState, objective: Objective, batch: Batch, settings: 
         state.scaler.update()
     else:
         state.optimizer.step()
+    return _after_update(state, settings, stats)
+
+
+def _after_update(state: TrainState, settings: StepSettings, stats: dict) -> dict:
     _update_ema(state, ema_decay_at(state.step, settings.ema_decay, settings.ema_warmup))
     state.step += 1
     state.batch_in_epoch += 1

@@ -47,6 +47,7 @@ class TextTraining:
             self.cache = TextCache.load(self.cache_dir, self.codec)
         else:
             self.cache = TextCache(self.codec)
+        self.saved_rows = len(self.cache)
         count = min(len(dataset), config.sample_count)  # captions spread over the data (mnist is sorted by digit)
         self.grid_prompts = [dataset.caption(i * len(dataset) // count) for i in range(count)]
 
@@ -70,8 +71,10 @@ class TextTraining:
         return TextGridHook(run_dir, codec, config, self)
 
     def save_cache(self) -> None:
-        if self.cache_dir and len(self.cache):
+        """Write the cache when it has grown (at checkpoints too, so a stopped run's successor reuses it)."""
+        if self.cache_dir and len(self.cache) > self.saved_rows:
             self.cache.save(self.cache_dir)
+            self.saved_rows = len(self.cache)
 
 
 class TextGridHook(SampleGridHook):

@@ -28,7 +28,7 @@ from .build import (Data, build_state, check_writable, configure_machine, data_o
                     on_main_then_share, open_data, read_resume)
 from .config import TrainConfig
 from .families import family_for
-from .hooks import CheckpointHook, EvalHook, LogHook, SampleGridHook, Window, every
+from .hooks import CallbackHook, CheckpointHook, EvalHook, LogHook, SampleGridHook, Window, every
 from .outputs import MetricsLog, plot_curves
 from .state import TrainState
 from .step import DiffusionObjective, Objective, StepSettings, train_step
@@ -95,6 +95,8 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     log = LogHook(window, metrics, bar, config.log_every, config.max_steps)
     hooks = [CheckpointHook(window, os.path.join(run_dir, "checkpoints"), config.ckpt_every, config.keep_last,
                             config.max_steps)]
+    if d.is_main and text:  # the text cache beside each checkpoint, so a resumed run need not re-encode
+        hooks.append(CallbackHook(text.save_cache, config.ckpt_every, config.max_steps))
     if d.is_main and config.sample_every:
         hooks.append(text.grid_hook(run_dir, data.codec, config) if text else SampleGridHook(run_dir, data.codec, config))
     if d.is_main and eval_fn is not None and eval_every:
