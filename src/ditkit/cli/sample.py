@@ -8,6 +8,7 @@ import math
 import sys
 import warnings
 
+from ..diffusion import DEFAULT_SAMPLER
 from ..pipelines import DEFAULT_VAE, SAMPLERS, SampleSettings, sample_to_folder
 from ..pipelines.text import read_prompts_file
 
@@ -32,7 +33,7 @@ def finite_float(text: str) -> float:
 
 def _sampler_help() -> str:
     about = "; ".join(f"{name} ({spec.about})" for name, spec in SAMPLERS.items())
-    return f"{about}; default ddpm"
+    return f"{about}; default {DEFAULT_SAMPLER}"
 
 
 HELP = "draw samples from a checkpoint (PNG per sample, grid, optional ADM .npz)"
@@ -57,7 +58,7 @@ def add_parser(subparsers) -> None:
                                                                       "the paper uses 1.5 for FID, 4 for visuals)")
     p.add_argument("--guided-channels", type=int, help="guide only the first K channels (3 reproduces the "
                                                        "official code; default: all, the standard form)")
-    p.add_argument("--sampler", choices=list(SAMPLERS), default="ddpm", help=_sampler_help())
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=DEFAULT_SAMPLER, help=_sampler_help())
     defaults = ", ".join(f"{name} {spec.default_steps}" for name, spec in SAMPLERS.items())
     p.add_argument("--steps", type=int, help=f"sampling steps (default: {defaults})")
     p.add_argument("--eta", type=finite_float, help="DDIM's noise: 0 deterministic (default), 1 ancestral "

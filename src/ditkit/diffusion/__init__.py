@@ -3,11 +3,11 @@
 from .gaussian import DiffusionConfig, GaussianDiffusion, create_diffusion
 from .guidance import cfg_denoiser
 from .noise import IndexedNoise, sample_seed
-from .registry import SAMPLERS, SamplerSpec, get_sampler, run_sampler, sample
+from .registry import DEFAULT_SAMPLER, SAMPLERS, SamplerSpec, get_sampler, run_sampler, sample
 from .samplers import ddim_sample, ddpm_sample, dpm_solver_pp_sample
 from .schedules import space_timesteps
 from .state import tree_map
 
 __all__ = ["DiffusionConfig", "GaussianDiffusion", "create_diffusion", "cfg_denoiser", "IndexedNoise", "sample_seed",
-           "SAMPLERS", "SamplerSpec", "get_sampler", "run_sampler", "sample", "ddim_sample", "ddpm_sample",
+           "DEFAULT_SAMPLER", "SAMPLERS", "SamplerSpec", "get_sampler", "run_sampler", "sample", "ddim_sample", "ddpm_sample",
            "dpm_solver_pp_sample", "space_timesteps", "tree_map"]

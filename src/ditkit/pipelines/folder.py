@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from ..diffusion import DEFAULT_SAMPLER
 from ..errors import DitkitError
 from ..version import __version__
 from ..distributed import process_group
@@ -46,7 +47,7 @@ class SampleSettings:
     checkpoint: str | None = None  # None: the bundled default model
     classes: tuple[int | str, ...] | None = None  # numbers or the checkpoint's class names; None: every class
     num_samples: int | None = None
-    sampler: str = "ddpm"
+    sampler: str = DEFAULT_SAMPLER
     steps: int | None = None  # None: the sampler's default
     cfg_scale: float = 1.0
     guided_channels: int | None = None

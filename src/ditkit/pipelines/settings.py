@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
-from ..diffusion import get_sampler
+from ..diffusion import DEFAULT_SAMPLER, get_sampler
 from ..errors import DitkitError
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -29,7 +29,7 @@ class SamplingSettings:
 
     labels: tuple[int, ...] | None = None
     num_samples: int | None = None
-    sampler: str = "ddpm"
+    sampler: str = DEFAULT_SAMPLER
     steps: int | None = None
     cfg_scale: float = 1.0
     guided_channels: int | None = None
