@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .data_order import ResumableShardBatches
 from .bf16_moments import AdamWBf16Moments
 from .ema import make_ema
-from .optimizer_in_backward import OptimizerInBackward, check_supported
+from .optimizer_in_backward import OptimizerInBackward
 from .state import TrainState, load_checkpoint, resolve_resume
 
 
@@ -232,7 +232,6 @@ def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None
     state = TrainState(model=model, net=net, ema=ema, optimizer=make_optimizer(net.parameters(), config, d.device),
                        scaler=scaler, meta=meta, fsdp=config.fsdp, export=family.export if family else None)
     if config.optimizer_in_backward:
-        check_supported(config, d.enabled)
         state.backward_step = OptimizerInBackward(state.optimizer)
     if resumed is not None:
         state.load(resumed, d)

@@ -29,6 +29,7 @@ from .build import (Data, build_state, check_writable, configure_machine, data_o
 from .config import TrainConfig
 from .families import family_for
 from .hooks import CallbackHook, CheckpointHook, EvalHook, LogHook, SampleGridHook, Window, every
+from .optimizer_in_backward import check_supported
 from .outputs import MetricsLog, plot_curves
 from .state import TrainState
 from .step import DiffusionObjective, Objective, StepSettings, train_step
@@ -59,6 +60,8 @@ def train(config: TrainConfig | dict, *, eval_fn=None, eval_every: int | None = 
 def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, objective) -> dict:
     requested_precision = config.precision
     config = configure_machine(config, d)  # threads, TF32, precision "auto" resolved
+    if config.optimizer_in_backward:  # before anything is written
+        check_supported(config, d.enabled)
     run_dir = os.path.abspath(config.out)
     on_main_then_share(d, lambda: check_writable(run_dir))
     resumed = read_resume(config, run_dir)
