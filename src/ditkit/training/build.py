@@ -22,9 +22,9 @@ from ..distributed import Dist
 from ..errors import DitkitError
 from ..models import create_model, resolve_config
 from ..precision import resolve_precision
+from .bf16_moments import AdamWBf16Moments
 from .config import TrainConfig
 from .data_order import ResumableShardBatches
-from .bf16_moments import AdamWBf16Moments
 from .ema import make_ema
 from .optimizer_in_backward import OptimizerInBackward
 from .state import TrainState, load_checkpoint, resolve_resume
