@@ -15,6 +15,7 @@ from ..diffusion import DiffusionConfig
 from ..errors import DitkitError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ADAMW_MOMENTS = ("fp32", "bf16")
 
 
 def knob(default, help: str, **meta):
@@ -75,7 +76,7 @@ class TrainConfig:
     grad_checkpointing: bool = knob(False, "recompute blocks in backward to save memory", group="speed and memory")
     adamw_moments: str = knob("fp32", "AdamW's moments in fp32 (exact), or bf16: half the optimizer memory, the "
                               "second moment stochastically rounded", group="speed and memory",
-                              choices=("fp32", "bf16"))
+                              choices=ADAMW_MOMENTS)
     optimizer_in_backward: bool = knob(False, "update each weight as soon as its gradient is complete and free "
                                        "the gradient: no whole-model gradients in memory, same AdamW result "
                                        "(one process; not with --max-grad-norm or fp16)", group="speed and memory")
@@ -116,7 +117,7 @@ class TrainConfig:
         for name in ("keep_last", "sample_every", "num_workers", "fid_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.adamw_moments not in ("fp32", "bf16"):
+        if self.adamw_moments not in ADAMW_MOMENTS:
             problems.append(f"adamw_moments must be fp32 or bf16, got {self.adamw_moments!r}")
         if not self.lr > 0:
             problems.append(f"the learning rate must be positive, got {self.lr}")

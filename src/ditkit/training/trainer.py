@@ -98,7 +98,7 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     log = LogHook(window, metrics, bar, config.log_every, config.max_steps)
     hooks = [CheckpointHook(window, os.path.join(run_dir, "checkpoints"), config.ckpt_every, config.keep_last,
                             config.max_steps)]
-    if d.is_main and text:  # the text cache beside each checkpoint, so a resumed run need not re-encode
+    if d.is_main and text:  # the text cache at each checkpoint and the end, so a resumed run need not re-encode
         hooks.append(CallbackHook(text.save_cache, config.ckpt_every, config.max_steps))
     if d.is_main and config.sample_every:
         hooks.append(text.grid_hook(run_dir, data.codec, config) if text else SampleGridHook(run_dir, data.codec, config))
@@ -122,8 +122,6 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
             metrics.close()
     if d.is_main:
         plot_curves(metrics.path, os.path.join(run_dir, "loss_curve.png"))
-        if text:
-            text.save_cache()
     if debug_dir:
         _write_debug(debug_dir, d.rank, order.history, state)
     return {"step": state.step, "loss": log.last_loss, "checkpoint": window.last_checkpoint, "run_dir": run_dir}
