@@ -11,8 +11,9 @@ it and records those numbers too: a class model on 1,000 samples (100 per class,
 cfg 4) against the dataset's held-out split with its bundled classifier; a text model (``<data>-t2i``)
 with ``ditkit t2i-eval`` (1,000 test and 500 held-out prompts, the bundled attribute classifier).
 
-Recorded commands hold no absolute paths, so anyone can replay the chain: run outputs are relative to the
-folder that holds the runs (``--out runs/mnist-bundled``), parents are bundled names (``mnist-dit``) or the
+Recorded commands hold no absolute paths, so anyone can replay the chain (``training_commands``, in order,
+in a fresh folder; ``commands_as_run`` keeps them as they were typed, resumes included): run outputs are
+relative to the folder that holds the runs (``--out runs/mnist-bundled``), parents are bundled names (``mnist-dit``) or the
 run checkpoint a bundled copy was made from (``extra.bundled_from``).
 """
 
@@ -95,6 +96,34 @@ def portable_command(command: str, runs_root: Path) -> str:
     return shlex.join(argv)
 
 
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
+
+
+def replay_commands(commands: list[str], final_step: int) -> list[str]:
+    """The chain as a fresh machine replays it: ``--resume`` dropped (resume is exact, and ``--resume latest``
+    refuses a folder with no checkpoint) and each run's ``--max-steps`` set to the step it is used at — the
+    step its successor's ``--init-from`` names, ``final_step`` for the last. Nothing in a step's arithmetic
+    reads ``--max-steps`` (the learning rate is constant), so stopping there gives the same weights."""
+    argvs = [shlex.split(c) for c in commands]
+    for i, argv in enumerate(argvs):
+        resume = _flag_value(argv, "--resume")
+        if resume is not None:
+            j = argv.index("--resume")
+            del argv[j:j + 2]
+        out = _flag_value(argv, "--out")
+        stop = final_step if i == len(argvs) - 1 else None
+        parent = _flag_value(argvs[i + 1], "--init-from") if i + 1 < len(argvs) else None
+        if parent and out and Path(parent).parent == Path(out) / "checkpoints":
+            stop = int(Path(parent).name.removeprefix("step-"))
+        if stop is not None:
+            if "--max-steps" in argv[:-1]:
+                argv[argv.index("--max-steps") + 1] = str(stop)
+            else:
+                argv += ["--max-steps", str(stop)]
+    return [shlex.join(argv) for argv in argvs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the ditkit train output folder")
@@ -112,7 +141,8 @@ def main() -> None:
     config = json.loads((ckpt / "config.json").read_text())
     step = config["extra"]["training_step"]
     runs_root = run.resolve().parent  # recorded paths are relative to the folder that holds the runs
-    commands = [portable_command(c, runs_root) for c in command_history(train_record)]
+    as_run = [portable_command(c, runs_root) for c in command_history(train_record)]
+    commands = replay_commands(as_run, step)
     train_config = dict(config["extra"].get("train_config") or {})
     for key in ("out", "init_from", "latent_cache", "text_cache"):
         if isinstance(train_config.get(key), str):
@@ -124,6 +154,7 @@ def main() -> None:
         "training_step": step,
         "training_command": commands[-1],
         "training_commands": commands,
+        "commands_as_run": as_run,
         "training_data": train_record["data"],
         "train_config": train_config,
         "bundled_by": f"examples/bundle_model.py (ditkit {__version__})",

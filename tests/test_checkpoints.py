@@ -422,3 +422,46 @@ def test_bundle_script_makes_recorded_paths_portable(tmp_path):
     assert script.portable_path(str(copy), runs) == "runs/a/checkpoints/step-0005500"
     assert script.portable_path(str(checkpoints.BUNDLED_MODELS_DIR / "mnist-dit"), runs) == "mnist-dit"
     assert script.portable_path("mnist-dit", runs) == "mnist-dit"
+
+
+def test_bundle_script_replays_a_resumed_chain_to_the_same_weights(tmp_path, monkeypatch):
+    """The recorded chain, replayed in a fresh folder, gives the bundled weights bit for bit: a run stopped,
+    resumed past the step its successor starts from, then fine-tuned from that step."""
+    import shlex
+    import sys
+
+    from safetensors.torch import load_file
+
+    script = _bundle_script()
+    tiny = ("--data shapes --image-size 16 --depth 1 --hidden-size 32 --num-heads 2 --patch-size 4 "
+            "--global-batch-size 4 --ckpt-every 1 --threads 1 --no-progress")
+
+    def train(command):
+        argv = shlex.split(command)
+        monkeypatch.setattr(sys, "argv", argv)  # the run folder records the command line it was given
+        assert main(argv[1:]) == 0
+
+    def weights(folder, step):
+        return load_file(str(folder / "runs" / "b" / "checkpoints" / f"step-{step:07d}" / "model.safetensors"))
+
+    (tmp_path / "first").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    train(f"ditkit train {tiny} --max-steps 2 --seed 0 --out runs/a")
+    train(f"ditkit train {tiny} --max-steps 4 --seed 0 --out runs/a --resume latest")  # on past the fork
+    train(f"ditkit train {tiny} --max-steps 2 --seed 1 --out runs/b --init-from runs/a/checkpoints/step-0000003")
+    record = json.loads(Path("runs/b/train_config.json").read_text())
+    as_run = script.command_history(record)
+    assert "--resume latest" in as_run[0]
+    replay = script.replay_commands(as_run, final_step=2)
+    assert "--resume" not in replay[0] and "--max-steps 3" in replay[0]
+
+    (tmp_path / "fresh").mkdir()
+    monkeypatch.chdir(tmp_path / "fresh")
+    for command in replay:
+        train(command)
+    original, replayed = weights(tmp_path / "first", 2), weights(tmp_path / "fresh", 2)
+    assert original.keys() == replayed.keys()
+    assert all(torch.equal(original[k], replayed[k]) for k in original)
+    (tmp_path / "empty").mkdir()  # the chain as typed would not replay: its first command resumes
+    monkeypatch.chdir(tmp_path / "empty")
+    assert main(shlex.split(as_run[0])[1:]) != 0
