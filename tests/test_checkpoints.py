@@ -407,6 +407,10 @@ def test_bundled_configs_record_no_absolute_paths():
             value = extra["train_config"].get(key)
             assert value is None or not Path(value).is_absolute(), (name, key, value)
         assert not Path(extra["bundled_from"]).is_absolute()
+        # the record replays: no resume, the last run stops at the bundled checkpoint's own step
+        assert extra["bundled_from"].endswith(f"/step-{extra['training_step']:07d}")
+        assert not any("--resume" in c for c in extra["training_commands"])
+        assert f"--max-steps {extra['training_step']} " in extra["training_command"] + " "
 
 
 def test_bundle_script_makes_recorded_paths_portable(tmp_path):
