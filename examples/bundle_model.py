@@ -49,7 +49,8 @@ def command_history(train_record: dict) -> list[str]:
     commands, record = [], train_record
     while True:
         argv = record["command"]
-        commands.insert(0, shlex.join(["ditkit", *argv[1:]] if argv and argv[0].endswith("ditkit") else argv))
+        ditkit_cli = argv and argv[0].endswith(("ditkit", "ditkit/__main__.py"))  # the script, or python -m ditkit
+        commands.insert(0, shlex.join(["ditkit", *argv[1:]] if ditkit_cli else argv))
         init_from = record["config"].get("init_from")
         if not init_from:
             return commands
@@ -156,6 +157,8 @@ def main() -> None:
         "training_commands": commands,
         "commands_as_run": as_run,
         "training_data": train_record["data"],
+        "trained_on": {"device": train_record.get("device"), "world_size": train_record.get("world_size"),
+                       "precision": (train_record.get("precision") or {}).get("resolved")},
         "train_config": train_config,
         "bundled_by": f"examples/bundle_model.py (ditkit {__version__})",
         "bundled_from": os.path.relpath(ckpt.resolve(), runs_root.parent),

@@ -73,3 +73,56 @@ def test_default_sample_command_uses_the_bundled_model(tmp_path):
     again = tmp_path / "again"
     assert subprocess.run([*argv, "--out", str(again)], capture_output=True).returncode == 0
     assert (out / "grid.png").read_bytes() == (again / "grid.png").read_bytes()
+
+
+# --------------------------------------------------------------------------------------------
+# shapes-t2i: the bundled text-to-image model
+# --------------------------------------------------------------------------------------------
+
+T2I_ATTRIBUTES = ("count", "shape", "colour", "size", "position", "relation")
+# What the README states for shapes-t2i (1,000 test prompts, measured at bundling). It meets the issue's bar
+# on colour, count and position but not yet on shape, size, relation (it ignores relation words) or all-correct.
+T2I_RECORDED_FLOORS = {"count": 0.9, "shape": 0.85, "colour": 0.95, "size": 0.85, "position": 0.95, "relation": 0.3,
+                       "all_correct": 0.55}
+
+
+def test_bundled_text_model_is_small_and_records_how_it_was_made():
+    folder = bundled_models()["shapes-t2i"]
+    assert (folder / "model.safetensors").stat().st_size <= 20 * 2**20
+    config = json.loads((folder / "config.json").read_text())
+    extra = config["extra"]
+    assert extra["training_command"].startswith("ditkit train --data shapes --text-encoder minilm ")
+    assert "/work/" not in json.dumps(extra) and "/root/" not in json.dumps(extra)  # replayable elsewhere
+    assert extra["trained_on"]["device"].startswith("cuda") and extra["train_config"]["global_batch_size"] == 256
+    assert extra["text_encoder"]["spec"] == "minilm" and config["model"]["block"] == "cross-text"
+    loaded = load_checkpoint("shapes-t2i")
+    assert loaded.model.config.num_classes == 0 and loaded.model.config.text_dim == 384
+
+
+def test_bundled_text_model_recorded_scores_are_the_readmes():
+    """The README's figures, measured at bundling (`ditkit t2i-eval`, 1,000 test + 500 held-out prompts)."""
+    evaluation = json.loads((bundled_models()["shapes-t2i"] / "config.json").read_text())["extra"]["evaluation"]
+    seen = evaluation["metrics"]["seen"]
+    assert seen["count_prompts"] == 1000 and evaluation["metrics"]["held_out"]["count_prompts"] == 500
+    assert all(seen[k] >= floor for k, floor in T2I_RECORDED_FLOORS.items()), seen
+
+
+def test_bundled_text_model_draws_what_the_prompt_says():
+    """64 fresh test prompts (items the bundling run did not use) and a new seed, through the library path:
+    the attribute classifier must read the prompt back, within 10 points of the recorded floors (relation
+    aside: the model does not follow it, and 32 pair prompts cannot tell 0.3 from chance)."""
+    from ditkit.data.captions import ComposedShapesDataset
+    from ditkit.evaluation.attributes import score_images
+    from ditkit.imaging import from_uint8
+    from ditkit.pipelines.text import load_text_codec
+
+    test = ComposedShapesDataset(32, "test")
+    items = range(1000, 1064)
+    loaded = load_for_sampling("shapes-t2i")
+    out = generate(loaded.model, prompts=[test.caption(i) for i in items], cfg_scale=4, sampler="dpm++", steps=20,
+                   seed=321, batch_size=64, codec=load_codec(loaded, None), progress=False,
+                   text_codec=load_text_codec(loaded.text_encoder_config, loaded.model),
+                   diffusion_config=loaded.diffusion_config)
+    seen = score_images(from_uint8(out.images), [test.scene(i) for i in items])["seen"]
+    floors = {k: v - 0.1 for k, v in T2I_RECORDED_FLOORS.items() if k != "relation"}
+    assert all(seen[k] >= floor for k, floor in floors.items()), seen

@@ -1,7 +1,8 @@
 """The out-of-the-box demo (``./run demo``): offline, CPU, a few minutes.
 
 It runs the same ``ditkit`` commands a user would type, printing each one first:
-1. sample a 10×10 grid of digits from the bundled pretrained model, and one of coloured shapes (RGB);
+1. sample a 10×10 grid of digits from the bundled pretrained model, one of coloured shapes (RGB), and one
+   from the bundled text-to-image model (prompts, the last four naming colour–shape pairs it never saw);
 2. score 500 of its samples against held-out MNIST with the bundled offline classifier (FID, accuracy);
 3. train a small DiT on the bundled MNIST digits for a few hundred steps (progress bar, loss curve);
 4. sample from that fresh model and score it the same way;
@@ -27,6 +28,16 @@ def _run(args: list[str]) -> None:
         raise SystemExit(f"demo: 'ditkit {args[0]}' failed (exit {code})")
 
 
+# Shown under each image of the text-to-image grid; the last four are held-out colour–shape pairs.
+DEMO_PROMPTS = (
+    "a large red circle in the top left", "a small blue square at the bottom", "there is a large white star on the right",
+    "a large yellow diamond in the centre", "a small green cross above a large magenta circle",
+    "a large cyan triangle left of a small orange square", "a small red square right of a large blue circle",
+    "In the bottom right, a large green star", "a large blue star in the centre", "a large red triangle at the top",
+    "a small green circle below a large yellow square", "there is a large magenta square on the left",
+)
+
+
 def _metrics(path: Path) -> dict:
     return json.loads(path.read_text())["metrics"]
 
@@ -46,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
           "--seed", "0", "--out", str(out / "bundled-grid")])
     _run(["sample", "--checkpoint", "shapes-dit", "--classes", digits, "--cfg-scale", "4", "--sampler", "dpm++",
           "--steps", "20", "--seed", "0", "--out", str(out / "shapes-grid")])
+    prompts = [arg for prompt in DEMO_PROMPTS for arg in ("--prompt", prompt)]
+    _run(["sample", "--checkpoint", "shapes-t2i", *prompts, "--cfg-scale", "4", "--sampler", "dpm++", "--steps", "20",
+          "--seed", "0", "--out", str(out / "text-grid")])
     # 2. how good is it? offline FID and class accuracy against held-out digits
     _run(["sample", "--num-samples", str(args.eval_samples), "--cfg-scale", "4", "--sampler", "dpm++",
           "--steps", "20", "--seed", "1", "--npz", "--out", str(out / "bundled-eval")])
@@ -70,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     losses = [r["loss"] for r in losses if "loss" in r]
     print(f"\n== ditkit demo finished in {time.time() - started:.0f} s ==")
     print(f"bundled models  grids: {out / 'bundled-grid' / 'grid.png'} (digits), "
-          f"{out / 'shapes-grid' / 'grid.png'} (coloured shapes)")
+          f"{out / 'shapes-grid' / 'grid.png'} (coloured shapes),")
+    print(f"                {out / 'text-grid' / 'grid.png'} (text to image; the last four are unseen pairs)")
     print(f"                FID (mnist classifier features) {bundled['fid']:.2f}, "
           f"class accuracy {100 * bundled['class_accuracy']:.1f}%  -> {out / 'bundled-eval' / 'metrics.json'}")
     print(f"short training  loss {losses[0]:.3f} -> {losses[-1]:.3f} over {args.train_steps} steps; "
