@@ -191,3 +191,11 @@ def test_text_cache_encodes_every_caption_once_and_resumes_exactly(tmp_path, dec
     captions = json.load(open(os.path.join(cache, NAME + ".json")))["captions"]
     model = UniDiffuser.load(straight["checkpoint"])
     torch.testing.assert_close(table[:5], model.encode_prompts(captions[:5]), rtol=0, atol=1e-6)
+
+
+def test_an_untrained_caption_decoder_is_named_before_the_uvit_trains(tmp_path, decoder_ckpt, capsys):
+    """Stage 2 from a decoder that cannot reconstruct the data's captions (3 steps of stage 1) says so once:
+    the U-ViT would train, and every i2t caption would be noise."""
+    train(config(tmp_path / "u", max_steps=1, ckpt_every=1, init_from=decoder_ckpt))
+    err = capsys.readouterr().err
+    assert err.count("reconstructs the data's captions poorly") == 1 and str(decoder_ckpt) in err

@@ -46,6 +46,7 @@ from .unidiffuser_objective import UniDiffuserObjective
 DECODER_FORMAT = "ditkit-caption-decoder"
 VOCAB_CAPTIONS = 5_000  # captions scanned for the decoder's vocabulary (shapes: all 35 words within 500)
 CAPTION_TOKENS = 24      # caption length the decoder trains on (as its generate's default)
+DECODER_FIT_NATS = 0.5   # a stage-1 decoder above this cross-entropy per caption token is called untrained
 # U-ViT presets for small images (pixel space); the official v1 is UViTConfig() itself.
 UVIT_PRESETS = {"uvit-tiny": dict(embed_dim=64, depth=2, num_heads=2, patch_size=4),
                 "uvit-small": dict(embed_dim=256, depth=8, num_heads=4, patch_size=4),
@@ -266,9 +267,26 @@ class UniDiffuserRun(CaptionRun):
         decoder = CaptionDecoderRun.create_model(self, model_config)
         if self.decoder_weights is not None:
             decoder.load_state_dict(self.decoder_weights)
+            self._check_decoder_fit(decoder)
         uvit = UViT(UViTConfig(**model_config["uvit"]))
         self.uni = self._assemble(uvit, decoder)  # checks the parts fit (text width, token count, ...)
         return UViTTrainNet(uvit, decoder)
+
+    @torch.no_grad()
+    def _check_decoder_fit(self, decoder) -> None:
+        """Say up front when the --init-from decoder cannot reconstruct the data's captions: the U-ViT would
+        learn its reduction's text tokens all the same, and every i2t caption would be noise (a short stage 1
+        at the default EMA decay without --ema-warmup exports weights that barely left their initialisation)."""
+        captions = self.prompts(32)
+        device = next(decoder.parameters()).device
+        states = self.text.encode(captions).states.to(device)  # (N, L, W)
+        ids = decoder.ids_of(captions, CAPTION_TOKENS).to(device)  # (N, CAPTION_TOKENS)
+        nats = decoder.token_losses(decoder.encode_prefix(states), ids).mean().item()
+        if nats > DECODER_FIT_NATS:
+            print(f"ditkit train: note: the caption decoder from --init-from {self.config.init_from} reconstructs "
+                  f"the data's captions poorly ({nats:.2f} nats per token on {len(captions)} of them; a trained one "
+                  f"is well under {DECODER_FIT_NATS}): i2t captions will be noise. Train stage 1 longer, or with "
+                  "--ema-warmup.", file=sys.stderr)
 
     def _assemble(self, uvit, decoder) -> UniDiffuser:
         channels = self.dataset.channels
