@@ -90,8 +90,13 @@ def setup(device: str | None = None, *, timeout: timedelta | None = None) -> Dis
     return Dist(rank, world_size, local_rank, local_world, dev)
 
 
-def teardown(d: Dist) -> None:
+def teardown(d: Dist, *, together: bool = False) -> None:
+    """Leave the process group. ``together`` (after a run that ended well on every rank): wait for all ranks
+    first, since a rank tearing gloo down while another is still finishing its last collective can abort
+    that one (SIGABRT, seen on 2 loaded cores). After an error, leave at once: the others may be gone."""
     if d.enabled and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -103,6 +108,9 @@ def process_group(device: str | None = None, *, timeout: timedelta | None = None
     d = setup(device, timeout=timeout)
     try:
         yield d
-    finally:
+    except BaseException:
         if not joined_before:
             teardown(d)
+        raise
+    if not joined_before:
+        teardown(d, together=True)

@@ -50,11 +50,14 @@ def train(config: TrainConfig | dict, *, eval_fn=None, eval_every: int | None = 
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     d = setup(config.device)
+    finished = False
     try:
-        return _run(config, d, eval_fn, config.fid_every if eval_every is None else eval_every,
-                    command_line, objective)
+        summary = _run(config, d, eval_fn, config.fid_every if eval_every is None else eval_every,
+                       command_line, objective)
+        finished = True
+        return summary
     finally:
-        teardown(d)
+        teardown(d, together=finished)
 
 
 def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, objective) -> dict:
