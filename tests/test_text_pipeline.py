@@ -121,6 +121,12 @@ def test_attribute_evaluation_of_a_text_checkpoint(text_run, tmp_path):
     report = json.loads(report_path.read_text())
     assert report["seen"]["count_prompts"] == 4 and report["held_out"]["count_prompts"] == 2
     assert 0.0 <= report["all"]["all_correct"] <= 1.0
+    rows = report["prompts"]  # per prompt: the summary is their tally
+    assert [r["held_out"] for r in rows] == [False] * 4 + [True] * 2 and all(r["prompt"] for r in rows)
+    assert sum(not r["wrong"] for r in rows) / 6 == pytest.approx(report["all"]["all_correct"])
+    for key in ("count", "shape", "colour", "size", "position", "relation"):
+        right, wrong = (sum(key in r[side] for r in rows) for side in ("right", "wrong"))
+        assert report["all"][key] == (pytest.approx(right / (right + wrong)) if right + wrong else None), key
     assert main(["t2i-eval", "--checkpoint", "shapes-dit", "--num-seen", "1", "--num-held-out", "0"]) == 2
     assert main(["t2i-eval", "--checkpoint", str(text_run / "checkpoints" / "step-0000020"), "--num-seen", "0",
                  "--num-held-out", "0"]) == 2

@@ -153,6 +153,19 @@ def score_scenes(seen: list[list[ShapeObject]], targets: list[Scene]) -> dict:
             "held_out": summarise([r for r in rows if r[1]])}
 
 
+def prompt_rows(seen: list[list[ShapeObject]], targets: list[Scene], prompts: list[str]) -> list[dict]:
+    """Per prompt: the attributes it got right and wrong (those that apply) and what the classifier read,
+    e.g. ``"large red circle @0"`` (cell 0 = top left) — where the summary's numbers come from."""
+    rows = []
+    for prompt, read, target in zip(prompts, seen, targets):
+        result = _match(target, read)
+        rows.append({"prompt": prompt, "held_out": target.held_out,
+                     "right": [k for k in ATTRIBUTES if result[k] is True],
+                     "wrong": [k for k in ATTRIBUTES if result[k] is False],
+                     "read": [f"{o.phrase()} @{o.cell}" for o in read]})
+    return rows
+
+
 def score_images(images: torch.Tensor, targets: list[Scene], classifier: AttributeClassifier | None = None) -> dict:
     """``score_scenes`` of what the (bundled) classifier reads in ``images`` against ``targets``."""
     classifier = classifier or load_attribute_classifier()

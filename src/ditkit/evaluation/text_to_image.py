@@ -3,7 +3,7 @@
 Prompts are the captions of the first items of the ``test`` split (seen colour–shape combinations) and of
 the ``heldout`` split (combinations never trained on); each prompt is sampled once and the bundled
 attribute classifier reads the image back. The report (JSON) gives accuracy per attribute and all-correct,
-seen and held-out separately.
+seen and held-out separately, and under ``prompts`` each prompt's right and wrong attributes and what was read.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..data.captions import ComposedShapesDataset
 from ..errors import DitkitError
 from ..imaging import from_uint8
-from .attributes import load_attribute_classifier, score_images
+from .attributes import load_attribute_classifier, prompt_rows, read_scenes, score_scenes
 
 
 def prompts_and_scenes(num_seen: int, num_held_out: int):
@@ -38,7 +38,9 @@ def evaluate_checkpoint(checkpoint: str, *, num_seen: int = 1000, num_held_out: 
     out = generate(loaded.model, prompts=prompts, cfg_scale=cfg_scale, sampler=sampler, steps=steps, seed=seed,
                    batch_size=batch_size, codec=load_codec(loaded, None, device=device), text_codec=text_codec,
                    diffusion_config=loaded.diffusion_config, progress=progress)
-    report = score_images(from_uint8(out.images), scenes, load_attribute_classifier(device=device))
+    read = read_scenes(load_attribute_classifier(device=device), from_uint8(out.images))
+    report = score_scenes(read, scenes)
     report["settings"] = {"checkpoint": loaded.checkpoint, "num_seen": num_seen, "num_held_out": num_held_out,
                           "cfg_scale": cfg_scale, "sampler": sampler, "steps": steps, "seed": seed}
+    report["prompts"] = prompt_rows(read, scenes, prompts)
     return report
