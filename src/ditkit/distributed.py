@@ -91,9 +91,9 @@ def setup(device: str | None = None, *, timeout: timedelta | None = None) -> Dis
 
 
 def teardown(d: Dist, *, together: bool = False) -> None:
-    """Leave the process group. ``together`` (after a run that ended well on every rank): wait for all ranks
-    first, since a rank tearing gloo down while another is still finishing its last collective can abort
-    that one (SIGABRT, seen on 2 loaded cores). After an error, leave at once: the others may be gone."""
+    """Leave the process group. ``together`` (this rank ended well; were another to fail, torchrun stops
+    this one): wait for all ranks first, since a rank tearing gloo down while another is still finishing its
+    last collective can abort that one (SIGABRT, seen on 2 loaded cores). After an error, leave at once."""
     if d.enabled and dist.is_initialized():
         if together:
             dist.barrier()
