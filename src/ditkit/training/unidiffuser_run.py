@@ -277,6 +277,8 @@ class UniDiffuserRun(CaptionRun):
         """Say up front when the --init-from decoder cannot reconstruct the data's captions: the U-ViT would
         learn its reduction's text tokens all the same, and every i2t caption would be noise (a short stage 1
         at the default EMA decay without --ema-warmup exports weights that barely left their initialisation)."""
+        if not self.d.is_main:  # one note per run, not one per rank
+            return
         captions = self.prompts(32)
         device = next(decoder.parameters()).device
         states = self.text.encode(captions).states.to(device)  # (N, L, W)
