@@ -72,3 +72,31 @@ def test_compiled_blocks_give_the_same_outputs_gradients_and_keys():
     for a, b in zip(ref_grads, (p.grad for p in model.parameters())):
         assert torch.allclose(a, b, atol=1e-6)
     assert list(model.state_dict()) == keys
+
+
+def test_tanh_gelu_keeps_atens_kernel_in_fp32_and_eager():
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0)) * 4
+    assert torch.equal(dit.TanhGelu()(x), F.gelu(x, approximate="tanh"))
+    assert torch.equal(dit.TanhGelu()(x.bfloat16()), F.gelu(x.bfloat16(), approximate="tanh"))
+
+
+def test_compiled_cpu_bf16_tanh_gelu_is_the_same_function_forward_and_backward():
+    # compiled bf16 code on the CPU takes the x·σ(2u) form (exp instead of tanh): the same values up to float rounding
+    gelu = torch.compile(dit.TanhGelu(), backend="eager")  # traced by dynamo, so the compiled branch is taken
+    x = (torch.randn(8, 512, generator=torch.Generator().manual_seed(0)) * 4).bfloat16().requires_grad_()
+    out = gelu(x)
+    ref_in = x.detach().double().requires_grad_()
+    ref = F.gelu(ref_in, approximate="tanh")
+    assert out.dtype == torch.bfloat16
+    step = 2.0 ** -7  # one bf16 step, relative
+    # within one bf16 step of the exact value (and, in the far negative tail where the value is ~0, within 1e-6:
+    # ATen's own x·½(1 + tanh u) cancels to 0 there)
+    assert ((out.double() - ref).abs() <= step * ref.abs() + 1e-6).all()
+    aten = F.gelu(x.detach(), approximate="tanh").double()
+    exact = ref.detach().bfloat16().double()  # the exact value rounded to bf16
+    # correctly rounded at least as often as ATen's bf16 kernel (which flushes the far negative tail to 0)
+    assert (out.double() == exact).float().mean() >= (aten == exact).float().mean()
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    (ours,) = torch.autograd.grad(out, x, grad.bfloat16())
+    (theirs,) = torch.autograd.grad(ref, ref_in, grad.double())
+    assert ((ours.double() - theirs).abs() <= 2 * step * theirs.abs() + 1e-3).all()
