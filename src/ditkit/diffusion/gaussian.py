@@ -26,6 +26,7 @@ class DiffusionConfig:
     diffusion_steps: int = 1000
     noise_schedule: str = "linear"
     learn_sigma: bool = True  # learned-range variance; else fixed (large, as the reference)
+    loss_weighting: str = "eps"  # a name in LOSS_WEIGHTINGS; "eps" is the paper's L_simple
 
     def to_dict(self):
         return asdict(self)
@@ -35,6 +36,17 @@ class DiffusionConfig:
         """Settings as stored (unknown keys ignored) over the defaults, then ``overrides``."""
         known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
         return cls(**{**known, **overrides})
+
+
+# Per-timestep weights of the ε-MSE, as functions of SNR(t) = ᾱ_t / (1 − ᾱ_t). In x₀ terms the ε-MSE weights
+# the x₀ error by SNR, so the noisy steps where a layout is decided weigh ~1e-3 of the clean ones.
+LOSS_WEIGHTINGS = {
+    "eps": lambda snr: np.ones_like(snr),  # L_simple (Ho et al. 2020), the DiT paper's
+    # x₀ weight max(SNR, 1) ("truncated SNR", Salimans & Ho 2022): no lower than the clean steps' in x₀ terms
+    "truncated-snr": lambda snr: np.maximum(1.0, 1.0 / snr),
+    # P2, k = 1, γ = 1 (Choi et al. 2022): down-weights the clean-up steps (SNR > 1) against the content steps
+    "p2": lambda snr: 1.0 / (1.0 + snr),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,10 +87,14 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
 class GaussianDiffusion:
     """q(x_t | x_0), its posterior, the model's p(x_{t-1} | x_t), and the hybrid training loss."""
 
-    def __init__(self, betas: np.ndarray, *, learn_sigma: bool = True, timestep_map: list[int] | None = None):
+    def __init__(self, betas: np.ndarray, *, learn_sigma: bool = True, timestep_map: list[int] | None = None,
+                 loss_weighting: str = "eps"):
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or not ((betas > 0) & (betas <= 1)).all():
             raise DitkitError("betas must be a 1-D array in (0, 1]")
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise DitkitError(f"unknown loss weighting {loss_weighting!r} (known: {', '.join(LOSS_WEIGHTINGS)})")
+        self.loss_weighting = loss_weighting
         self.learn_sigma = learn_sigma
         self.num_timesteps = len(betas)
         self.timestep_map = torch.tensor(
@@ -110,6 +126,7 @@ class GaussianDiffusion:
             "fixed_large_variance": np.append(posterior_variance[1], betas[1:]) if len(betas) > 1 else betas,
             # lambda = log(alpha / sigma), half the log-SNR: the time variable of DPM-Solver
             "half_log_snr": np.log(np.sqrt(ac)) - np.log(np.sqrt(1.0 - ac)),
+            "mse_weight": LOSS_WEIGHTINGS[loss_weighting](ac / (1.0 - ac)),
         }
         self._tables = {k: torch.from_numpy(v) for k, v in self._f64.items()}
 
@@ -217,7 +234,8 @@ class GaussianDiffusion:
 
     def training_losses(self, model_fn: Callable, x_start: torch.Tensor, t: torch.Tensor,
                         noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Improved-DDPM hybrid loss per sample: mse(eps, eps_hat) + vb (vb trains only the variance).
+        """Improved-DDPM hybrid loss per sample: w(t)·mse(eps, eps_hat) + vb (vb trains only the variance).
+        ``mse`` is reported unweighted; w(t) = 1 unless the process was built with another ``loss_weighting``.
 
         ``model_fn(x_t, original_t)`` returns the raw network output.
         """
@@ -232,7 +250,8 @@ class GaussianDiffusion:
             terms["vb"] = self.vb_terms_bpd(frozen, x_start, x_t, t)
         else:
             terms["vb"] = torch.zeros_like(terms["mse"])
-        terms["loss"] = terms["mse"] + terms["vb"]
+        mse = terms["mse"] if self.loss_weighting == "eps" else terms["mse"] * self._gather("mse_weight", t, terms["mse"])
+        terms["loss"] = mse + terms["vb"]
         return terms
 
 
@@ -242,12 +261,12 @@ class GaussianDiffusion:
 
 
 def create_diffusion(timestep_respacing: str | int | None = None, *, noise_schedule: str = "linear",
-                     learn_sigma: bool = True, diffusion_steps: int = 1000) -> GaussianDiffusion:
+                     learn_sigma: bool = True, diffusion_steps: int = 1000, loss_weighting: str = "eps") -> GaussianDiffusion:
     """The DiT process, optionally respaced: ``create_diffusion("250")``, ``"ddim10"``, ``"logsnr20"``."""
     base_betas = named_betas(noise_schedule, diffusion_steps)
     keep = space_timesteps(diffusion_steps, timestep_respacing, alphas_cumprod=np.cumprod(1.0 - base_betas))
     if len(keep) == diffusion_steps:
-        return GaussianDiffusion(base_betas, learn_sigma=learn_sigma)
+        return GaussianDiffusion(base_betas, learn_sigma=learn_sigma, loss_weighting=loss_weighting)
     # Respacing keeps alpha_bar at the chosen steps and recomputes betas between them.
     alphas_cumprod = np.cumprod(1.0 - base_betas)
     kept = set(keep)
@@ -257,4 +276,5 @@ def create_diffusion(timestep_respacing: str | int | None = None, *, noise_sched
             betas.append(1 - ac / last)
             last = ac
             timestep_map.append(i)
-    return GaussianDiffusion(np.array(betas), learn_sigma=learn_sigma, timestep_map=timestep_map)
+    return GaussianDiffusion(np.array(betas), learn_sigma=learn_sigma, timestep_map=timestep_map,
+                             loss_weighting=loss_weighting)

@@ -67,7 +67,10 @@ class TrainConfig:
     # the process, as stored in checkpoints; learn_sigma follows the model's output (resolved at start-up)
     diffusion: DiffusionConfig = knob(DiffusionConfig(), "the diffusion process", group="recipe", nested={
         "diffusion_steps": ("steps of the training diffusion process", None),
-        "noise_schedule": ("beta schedule", ("linear", "cosine"))})
+        "noise_schedule": ("beta schedule", ("linear", "cosine")),
+        "loss_weighting": ("per-timestep weight of the ε-MSE: eps (the paper's L_simple), truncated-snr (x₀ "
+                           "error weighted max(SNR, 1), Salimans & Ho 2022) or p2 (1/(1+SNR), Choi et al. 2022)",
+                           ("eps", "truncated-snr", "p2"))})
     seed: int = knob(0, "global seed", group="recipe")
     # -- speed and memory
     precision: str = knob("auto", "auto (bf16 where the hardware does it natively: CUDA with bf16, or a CPU "
