@@ -115,7 +115,8 @@ def test_pixel_model_end_to_end(capsys, tmp_path, pixel_ckpt):
     assert run["settings"]["sampler"] == "ddim" and run["settings"]["cfg_scale"] == 4.0
     assert run["model"]["num_classes"] == 10 and run["model"]["hidden_size"] == 32
     assert run["ditkit_version"] and run["codec"]["type"] == "pixel"
-    assert run["diffusion"] == {"diffusion_steps": 1000, "noise_schedule": "linear", "learn_sigma": True}
+    assert run["diffusion"] == {"diffusion_steps": 1000, "noise_schedule": "linear", "learn_sigma": True,
+                                    "loss_weighting": "eps"}
     assert "--seed 5" in run["command"] and "--classes 3,1,3" in run["command"]
     assert "3 samples in" in stdout
     assert not [p for p in out.rglob(".*")]  # no temp files left
