@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from ..diffusion import DiffusionConfig
+from ..diffusion.gaussian import LOSS_WEIGHTINGS
 from ..errors import DitkitError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -70,7 +71,7 @@ class TrainConfig:
         "noise_schedule": ("beta schedule", ("linear", "cosine")),
         "loss_weighting": ("per-timestep weight of the ε-MSE: eps (the paper's L_simple), truncated-snr (x₀ "
                            "error weighted max(SNR, 1), Salimans & Ho 2022) or p2 (1/(1+SNR), Choi et al. 2022)",
-                           ("eps", "truncated-snr", "p2"))})
+                           tuple(LOSS_WEIGHTINGS))})
     seed: int = knob(0, "global seed", group="recipe")
     # -- speed and memory
     precision: str = knob("auto", "auto (bf16 where the hardware does it natively: CUDA with bf16, or a CPU "
