@@ -149,3 +149,32 @@ def test_a_stopped_run_leaves_its_text_cache_as_of_the_last_checkpoint(tiny_bert
     resumed = train(TrainConfig(**{**config.to_dict(), "resume": "latest"}))  # reads the cache, adds the rest
     assert resumed["step"] == 10
     assert len(json.loads((tmp_path / "cache" / "cache.json").read_text())["captions"]) > len(saved)
+
+
+def test_finetune_adds_the_pooled_text_path_and_starts_as_the_source(text_run, tiny_bert, tmp_path):
+    from ditkit.checkpoints import load_model
+    from ditkit.codecs.text import TextEncoding
+    from ditkit.training import TrainConfig, train
+
+    source = str(text_run / "checkpoints" / "step-0000020")
+    config = TrainConfig(data="shapes", text_encoder=tiny_bert, image_size=16, model="DiT-S/4",
+                         model_overrides={"depth": 2, "hidden_size": 32, "num_heads": 2, "text_pooled": True},
+                         max_steps=1, global_batch_size=4, ckpt_every=1, lr=1e-30, ema_decay=0.0, sample_every=0,
+                         progress=False, init_from=source, out=str(tmp_path / "pooled"))
+    done = train(config)
+    notes = json.loads((tmp_path / "pooled" / "train_config.json").read_text())["init_from_notes"]
+    assert notes == ["new in this model, starting as initialised (a no-op, so it starts as the source): "
+                     "null_pooled, pooled_projection"]
+    before, after = load_model(source).eval(), load_model(done["checkpoint"]).eval()
+    assert after.config.text_pooled and not before.config.text_pooled
+    torch.manual_seed(0)
+    x, t = torch.randn(3, 3, 16, 16), torch.tensor([10, 500, 999])
+    text = TextEncoding(torch.randn(3, 32, 16), torch.ones(3, 32, dtype=torch.bool), torch.randn(3, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(after(x, t, text), before(x, t, text), atol=1e-5, rtol=1e-5)
+
+    back = TrainConfig(**{**config.to_dict(), "model_overrides": {"depth": 2, "hidden_size": 32, "num_heads": 2},
+                          "init_from": done["checkpoint"], "out": str(tmp_path / "plain")})
+    train(back)  # the other way round the pooled path is dropped, and said so
+    notes = json.loads((tmp_path / "plain" / "train_config.json").read_text())["init_from_notes"]
+    assert notes == ["not in this model, dropped from the source: null_pooled, pooled_projection"]

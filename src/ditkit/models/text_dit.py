@@ -67,6 +67,10 @@ class CrossTextBlock(nn.Module):
 class TextDiT(DiT):
     """(x_t, t, text) -> (N, out_channels, H, W); built by ``DiT(config)`` for ``block="cross-text"``."""
 
+    # The pooled-text path starts as a no-op (zero last layer), so ``--init-from`` a model without it starts
+    # as that model: a finetune may add it.
+    finetune_addable = ("pooled_projection.", "null_pooled")
+
     def __init__(self, config: DiTConfig):
         nn.Module.__init__(self)  # DiT.__init__ builds label embedders and the paper's blocks: not ours
         self.config = config

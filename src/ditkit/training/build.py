@@ -157,18 +157,24 @@ def data_order(config: TrainConfig, d: Dist, data: Data) -> ResumableShardBatche
 
 def load_init_weights(model, path: str) -> list[str]:
     """Finetuning: load ``path``'s weights into ``model``; a different class count resizes the label
-    table (fresh class rows, the learned null row kept). Returns notes on what was adapted."""
+    table (fresh class rows, the learned null row kept), and parameters the model names in
+    ``finetune_addable`` (paths that start as a no-op) may be absent from the source. Returns notes on what
+    was adapted."""
     source = load_model(path).state_dict()
     target = model.state_dict()
-    notes, mismatched = [], []
+    notes, mismatched, fresh = [], [], []
     table = "y_embedder.embedding_table.weight"
+    addable = tuple(getattr(model, "finetune_addable", ()))
     with torch.no_grad():
         for key, value in target.items():
             if key not in source:
                 if key == table:
                     notes.append("the source is unconditional: the label table starts fresh")
-                    continue
-                mismatched.append(f"{key} (missing)")
+                elif addable and key.startswith(addable):
+                    fresh.append(key)
+                else:
+                    mismatched.append(f"{key} (missing)")
+                continue
             elif source[key].shape == value.shape:
                 value.copy_(source[key])
             elif key == "pos_embed":
@@ -183,6 +189,12 @@ def load_init_weights(model, path: str) -> list[str]:
     if mismatched:
         raise DitkitError(f"--init-from {path} does not fit this model: {'; '.join(mismatched[:3])}"
                           + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""))
+    if fresh:
+        notes.append(f"new in this model, starting as initialised (a no-op, so it starts as the source): "
+                     f"{', '.join(sorted({k.split('.')[0] for k in fresh}))}")
+    dropped = sorted(k for k in source if k not in target)
+    if dropped:
+        notes.append(f"not in this model, dropped from the source: {', '.join(sorted({k.split('.')[0] for k in dropped}))}")
     return notes
 
 
