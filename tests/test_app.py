@@ -225,3 +225,22 @@ def test_text_models_take_a_prompt_and_a_negative_prompt(cache, tmp_path):
     assert main(args[1:]) == 0  # the shown command redraws the same images
     for png in result.pngs:
         assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(out / "samples" / png.name)))
+
+
+def test_a_bundled_unidiffuser_is_offered_by_name(tmp_path, uni_checkpoint, monkeypatch):
+    import shutil
+
+    from ditkit.checkpoints import bundled
+
+    models = tmp_path / "models"
+    shutil.copytree(uni_checkpoint, models / "tiny-uni-bundled")
+    monkeypatch.setattr(bundled, "BUNDLED_MODELS_DIR", models)
+    monkeypatch.chdir(tmp_path)
+    assert "tiny-uni-bundled" in model_choices(None)
+    cache = ModelCache()
+    found = cache.get("tiny-uni-bundled")
+    assert found.conditioning.kind == "multimodal" and found.name == "tiny-uni-bundled"
+    result = generation.generate(_request(model="tiny-uni-bundled", mode="t2i", prompt="a red circle", num_images=1,
+                                          steps=2), cache, out_root=tmp_path)
+    args = shlex.split(result.command)
+    assert args[args.index("--checkpoint") + 1] == "tiny-uni-bundled"

@@ -103,3 +103,43 @@ def test_official_files_of_the_wrong_shape_are_one_error(tmp_path, capsys):
                      str(tmp_path / "caption_decoder.pth"), "--out", str(tmp_path / "o"))
     assert code == 2 and "does not fit" in cap.err and len(cap.err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_info_describes_a_unidiffuser_folder_and_dit_commands_point_to_uni(checkpoint, tmp_path, capsys):
+    from ditkit.models.uvit import UViTConfig, uvit_flops
+
+    assert main(["info", checkpoint]) == 0
+    out = capsys.readouterr().out
+    model = UniDiffuser.load(checkpoint)
+    uvit_params = sum(v.numel() for v in model.uvit.state_dict().values())
+    decoder_params = sum(v.numel() for v in model.caption_decoder.state_dict().values())
+    assert f"uvit {uvit_params:,}" in out and f"caption_decoder {decoder_params:,}" in out
+    assert "(ditkit UniDiffuser)" in out and "spec=chars" in out
+    config = json.loads(open(f"{checkpoint}/config.json").read())
+    assert f"Gflops: {uvit_flops(UViTConfig.from_dict(config['uvit'])) / 1e9:.4g} per sample" in out
+    assert main(["info", checkpoint, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == "ditkit-unidiffuser"
+    for argv in (["sample", "--checkpoint", checkpoint, "--prompt", "a red circle", "--out", str(tmp_path / "s")],
+                 ["t2i-eval", "--checkpoint", checkpoint, "--num-seen", "1", "--num-held-out", "0"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a UniDiffuser checkpoint, not a DiT" in err and "ditkit uni MODE --checkpoint" in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_bundled_unidiffuser_is_found_by_name(checkpoint, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from ditkit.checkpoints import bundled
+
+    models = tmp_path / "models"
+    shutil.copytree(checkpoint, models / "tiny-uni-bundled")
+    monkeypatch.setattr(bundled, "BUNDLED_MODELS_DIR", models)
+    monkeypatch.chdir(tmp_path)  # no folder of that name here: the bundled one is meant
+    assert UniDiffuser.load("tiny-uni-bundled") is not None
+    code, cap = _run(capsys, "t2i", "--prompt", "a red circle", "--checkpoint", "tiny-uni-bundled", "--steps", "2",
+                     "--out", str(tmp_path / "out"))
+    assert code == 0, cap.err
+    assert main(["info", "tiny-uni-bundled"]) == 0
+    assert "(ditkit UniDiffuser)" in capsys.readouterr().out

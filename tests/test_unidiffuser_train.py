@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ditkit.diffusion import DiffusionConfig
 from ditkit.errors import DitkitError
 from ditkit.training import TrainConfig, train
 
@@ -128,12 +129,16 @@ def test_minilm_text_encoder_trains_both_stages(tmp_path):
     ("dit-flag", "--block does not apply to a U-ViT model"),
     ("preset", "unknown U-ViT preset 'uvit-huge'"),
     ("fsdp", "--fsdp does not support UniDiffuser runs"),
+    ("weighting", "--loss-weighting does not apply to a uvit-tiny run"),
+    ("schedule", "--noise-schedule does not apply to a caption-decoder run"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, decoder_ckpt, case, message):
     kw = {"not-a-decoder": dict(init_from=str(tmp_path)),
           "other-encoder": dict(init_from=decoder_ckpt, text_encoder="minilm"),
           "dit-flag": dict(model_overrides=dict(block="adaln")),
-          "preset": dict(model="uvit-huge"), "fsdp": dict(fsdp=True)}[case]
+          "preset": dict(model="uvit-huge"), "fsdp": dict(fsdp=True),
+          "weighting": dict(diffusion=DiffusionConfig(loss_weighting="p2")),
+          "schedule": dict(diffusion=DiffusionConfig(noise_schedule="cosine"), **DECODER)}[case]
     with pytest.raises(DitkitError, match=message):
         train(config(tmp_path / "x", **kw))
     assert not os.path.isdir(tmp_path / "x" / "checkpoints")

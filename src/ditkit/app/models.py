@@ -133,13 +133,14 @@ def _load(spec: str, device) -> AppModel:
     from ..checkpoints.unidiffuser import is_unidiffuser_folder
     from ..pipelines import load_codec, load_for_sampling
 
-    if Path(spec).is_dir() and is_unidiffuser_folder(spec):
+    if is_unidiffuser_folder(spec):  # a folder, or a bundled model's name
+        from ..checkpoints.bundled import locate
         from ..diffusion.unidiffuser import MODES
         from ..pipelines.unidiffuser import MODE_INPUTS, UniDiffuser
 
         model = UniDiffuser.load(spec, device=device)
         modes = Conditioning("multimodal", modes=list(MODES), mode_inputs=dict(MODE_INPUTS))
-        return AppModel(model=model, checkpoint=str(Path(spec).resolve()), conditioning=modes)
+        return AppModel(model=model, checkpoint=str(locate(spec).resolve()), conditioning=modes)
     loaded = load_for_sampling(spec, device=device)
     conditioning, text_codec = describe(loaded), None
     if conditioning.kind == "text":

@@ -28,7 +28,8 @@ def _inputs(request, needs: str | None, notes: list[str]) -> dict:
 
 
 def _command(model, request, seed: int, n: int) -> str:
-    parts = ["ditkit", "uni", request.mode, "--checkpoint", model.checkpoint]
+    # A bundled name stays a name in the command (it works on any install); a path is absolute.
+    parts = ["ditkit", "uni", request.mode, "--checkpoint", model.name or model.checkpoint]
     if request.mode in ("t2i", "t2i2t"):
         parts += ["--prompt", request.prompt.strip()]
     if request.mode in ("i2t", "i2t2i"):

@@ -15,3 +15,12 @@ def bundled_models(root: Path | None = None) -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_NAME).is_file()}
+
+
+def locate(spec) -> Path:
+    """``spec`` as a path when something exists there, else the bundled model of that name, else the path
+    (for the caller's own "not found" message)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    return bundled_models().get(str(spec), path)

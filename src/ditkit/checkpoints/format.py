@@ -21,6 +21,7 @@ from ..version import __version__
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "ditkit"
+UNI_FORMAT = "ditkit-unidiffuser"  # a UniDiffuser folder (checkpoints/unidiffuser.py)
 
 
 def first_line(exc: BaseException) -> str:
@@ -137,6 +138,9 @@ def read_json(file: Path) -> dict:
 def read_config(folder: Path) -> dict:
     file = folder / CONFIG_NAME
     data = read_json(file)
+    if data.get("format") == UNI_FORMAT:
+        raise DitkitError(f"{folder} is a UniDiffuser checkpoint, not a DiT: sample it with "
+                          f"`ditkit uni MODE --checkpoint {folder}` (`ditkit uni --help` lists the modes).")
     if data.get("format") != FORMAT or not isinstance(data.get("model"), dict):
         raise DitkitError(f"{file} is not a ditkit checkpoint config (it lacks \"format\": \"ditkit\" and a model).")
     return data

@@ -18,18 +18,18 @@ from ..errors import DitkitError
 from ..fileio import atomic_dir
 from ..models.uvit import UViT, UViTConfig, infer_uvit_config, load_uvit_state_dict
 from ..version import __version__
-from .format import CONFIG_NAME, WEIGHTS_NAME, read_json, read_safetensors
+from .bundled import locate
+from .format import CONFIG_NAME, UNI_FORMAT, WEIGHTS_NAME, read_json, read_safetensors
 from .official import is_state_dict, safe_torch_load, strip_wrapper_prefixes
 
-__all__ = ["UNI_FORMAT", "save_unidiffuser_folder", "read_unidiffuser_folder", "is_unidiffuser_folder",
-           "load_official_uvit", "read_caption_decoder_state"]
-
-UNI_FORMAT = "ditkit-unidiffuser"
+__all__ = ["UNI_FORMAT", "save_unidiffuser_folder", "read_unidiffuser_config", "read_unidiffuser_folder",
+           "is_unidiffuser_folder", "load_official_uvit", "read_caption_decoder_state"]
 
 
 def is_unidiffuser_folder(path) -> bool:
+    """Whether ``path`` (a folder, or a bundled model's name) is one of our UniDiffuser checkpoints."""
     try:
-        return json.loads((Path(path) / CONFIG_NAME).read_text()).get("format") == UNI_FORMAT
+        return json.loads((locate(path) / CONFIG_NAME).read_text()).get("format") == UNI_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -51,8 +51,9 @@ def save_unidiffuser_folder(path, config: dict, tensors: dict[str, torch.Tensor]
     return path
 
 
-def read_unidiffuser_folder(path) -> tuple[dict, dict[str, torch.Tensor]]:
-    path = Path(path).expanduser()
+def read_unidiffuser_config(path) -> dict:
+    """The config of a UniDiffuser folder (or bundled name) whose weights file is there; one DitkitError if not."""
+    path = locate(path)
     if not path.is_dir():
         raise DitkitError(f"{path} is not a folder: a UniDiffuser checkpoint is a folder with {CONFIG_NAME}.")
     if not (path / CONFIG_NAME).is_file():
@@ -62,7 +63,12 @@ def read_unidiffuser_folder(path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise DitkitError(f"{path} is not a ditkit UniDiffuser checkpoint (its {CONFIG_NAME} has another format).")
     if not (path / WEIGHTS_NAME).is_file():
         raise DitkitError(f"{path} has no {WEIGHTS_NAME}.")
-    return config, read_safetensors(path / WEIGHTS_NAME)
+    return config
+
+
+def read_unidiffuser_folder(path) -> tuple[dict, dict[str, torch.Tensor]]:
+    config = read_unidiffuser_config(path)
+    return config, read_safetensors(locate(path) / WEIGHTS_NAME)
 
 
 def _read_pickled_state(path, what: str) -> dict[str, torch.Tensor]:

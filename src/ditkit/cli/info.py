@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 
@@ -24,7 +25,8 @@ def add_parser(subparsers) -> None:
 def add_checkpoint_arguments(parser) -> None:
     """The CHECKPOINT positional and ``--num-heads`` (official files do not store it), for commands that load one."""
     parser.add_argument("checkpoint", help="checkpoint folder, its config.json, an official .pt file, a diffusers "
-                                           "DiT folder, or a bundled model's name (mnist-dit, shapes-dit)")
+                                           "DiT folder, a UniDiffuser folder, or a bundled model's name "
+                                           "(mnist-dit, shapes-dit)")
     parser.add_argument("--num-heads", type=int, default=None,
                         help="attention heads, for official files of no paper size (the weights do not store it)")
 
@@ -35,9 +37,45 @@ def _kv(value) -> str:
     return "none" if value is None else str(value)
 
 
+def run_unidiffuser(args) -> int:
+    """A UniDiffuser folder: its parts' configs, parameter counts (read off the weights' headers) and Gflops."""
+    from safetensors import safe_open
+
+    from ..checkpoints.bundled import locate
+    from ..checkpoints.format import WEIGHTS_NAME
+    from ..checkpoints.unidiffuser import read_unidiffuser_config
+    from ..models.uvit import UViTConfig, uvit_flops
+
+    folder = locate(args.checkpoint)
+    config = read_unidiffuser_config(folder)
+    if args.json:
+        print(json.dumps(config, indent=2))
+        return 0
+    counts: dict[str, int] = {}  # per part: uvit, caption_decoder
+    with safe_open(str(folder / WEIGHTS_NAME), "pt") as weights:
+        for key in weights.keys():
+            part = key.split(".", 1)[0]
+            counts[part] = counts.get(part, 0) + math.prod(weights.get_slice(key).get_shape())
+    uvit = UViTConfig.from_dict(config["uvit"])
+    print(f"checkpoint: {folder} (ditkit UniDiffuser)")
+    print(f"written by: ditkit {config.get('ditkit_version')}")
+    print(f"uvit: {_kv(config['uvit'])}")
+    for key in ("image_size", "codec", "text_encoder", "image_encoder", "caption_decoder"):
+        print(f"{key.replace('_', ' ')}: {_kv(config.get(key))}")
+    if config.get("extra"):
+        print(f"extra: {json.dumps(config['extra'])}")
+    print("parameters: " + ", ".join(f"{part} {n:,}" for part, n in counts.items()))
+    print(f"Gflops: {uvit_flops(uvit) / 1e9:.4g} per sample (the U-ViT forward, all three modalities)")
+    return 0
+
+
 def run(args) -> int:
     from ..checkpoints import load_checkpoint
+    from ..checkpoints.unidiffuser import is_unidiffuser_folder
     from ..models.flops import count_flops
+
+    if is_unidiffuser_folder(args.checkpoint):
+        return run_unidiffuser(args)
 
     with warnings.catch_warnings():  # guesses are printed below as notes instead
         warnings.simplefilter("ignore")

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..codecs import make_codec
 from ..codecs.image_semantics import make_image_encoder
+from ..diffusion import DiffusionConfig
 from ..errors import DitkitError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..models.caption_decoder import WordPrefixDecoder, build_vocab
@@ -117,6 +118,12 @@ class CaptionRun:
     name = "caption"
 
     def __init__(self, config):
+        changed = [k for k, v in config.diffusion.to_dict().items()
+                   if k != "learn_sigma" and v != getattr(DiffusionConfig(), k)]  # learn_sigma follows the model
+        if changed:  # the objectives below fix their own process
+            raise DitkitError(f"--{changed[0].replace('_', '-')} does not apply to a {config.model} run: UniDiffuser "
+                              "uses the Stable Diffusion scaled-linear schedule and the plain ε-MSE of each modality "
+                              "(the caption decoder: cross-entropy)")
         self.config = config
         self.text_spec = config.text_encoder or "minilm"
         self.text = None
