@@ -3,13 +3,15 @@
     python examples/bundle_model.py --run runs/mnist-bundled --step latest    # -> mnist-dit
     python examples/bundle_model.py --run runs/shapes-bundled --step latest   # -> shapes-dit
     python examples/bundle_model.py --run runs/shapes-t2i --step latest       # -> shapes-t2i (a text model)
+    python examples/bundle_model.py --run runs/shapes-uni --step latest       # -> shapes-uni (a UniDiffuser)
 
 Copies the EMA weights and the model config of one checkpoint of a ``ditkit train`` run on a bundled
 dataset into ``src/ditkit/assets/models/<data>-dit``, records in ``config.json`` the exact training
 command(s), the step, the data and the ditkit version, then scores the result the way the README reports
 it and records those numbers too: a class model on 1,000 samples (100 per class, DPM-Solver++ 20 steps,
 cfg 4) against the dataset's held-out split with its bundled classifier; a text model (``<data>-t2i``)
-with ``ditkit t2i-eval`` (1,000 test and 500 held-out prompts, the bundled attribute classifier).
+with ``ditkit t2i-eval`` (1,000 test and 500 held-out prompts, the bundled attribute classifier); a UniDiffuser
+(``<data>-uni``) with ``ditkit uni-eval`` (500 samples each of t2i, i2t and joint).
 
 Recorded commands hold no absolute paths, so anyone can replay the chain (``training_commands``, in order,
 in a fresh folder; ``commands_as_run`` keeps them as they were typed, resumes included): run outputs are
@@ -28,6 +30,8 @@ import tempfile
 from pathlib import Path
 
 from ditkit.checkpoints import BUNDLED_MODELS_DIR, load_checkpoint
+from ditkit.checkpoints.format import UNI_FORMAT
+from ditkit.pipelines.unidiffuser import UniDiffuser
 from ditkit.cli import main as ditkit_main
 from ditkit.version import __version__
 
@@ -39,6 +43,9 @@ EVAL_COMMANDS = [
 TEXT_EVAL_COMMANDS = [
     "ditkit t2i-eval --checkpoint {model} --num-seen 1000 --num-held-out 500 --cfg-scale 4 --sampler dpm++ "
     "--steps 20 --seed 0 --out {samples}/metrics.json",
+]
+UNI_EVAL_COMMANDS = [
+    "ditkit uni-eval --checkpoint {model} --num-samples {uni_samples} --seed 0 --out {samples}/metrics.json",
 ]
 
 
@@ -130,7 +137,8 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="the ditkit train output folder")
     parser.add_argument("--step", default="latest", help="checkpoint step to bundle (default: the newest)")
     parser.add_argument("--dest", help="where to write the model (default: src/ditkit/assets/models/<data>-dit, "
-                        "or <data>-t2i for a text model)")
+                        "<data>-t2i for a text model, <data>-uni for a UniDiffuser)")
+    parser.add_argument("--uni-samples", type=int, default=500, help="UniDiffuser: samples per mode to score")
     args = parser.parse_args()
 
     run = Path(args.run)
@@ -148,6 +156,7 @@ def main() -> None:
     for key in ("out", "init_from", "latent_cache", "text_cache"):
         if isinstance(train_config.get(key), str):
             train_config[key] = portable_path(train_config[key], runs_root)
+    uni = config.get("format") == UNI_FORMAT  # a UniDiffuser folder keeps its text encoder at the top level
     text_encoder = config["extra"].get("text_encoder")
     config["extra"] = {
         **({"text_encoder": text_encoder} if text_encoder else {}),
@@ -163,10 +172,11 @@ def main() -> None:
         "bundled_by": f"examples/bundle_model.py (ditkit {__version__})",
         "bundled_from": os.path.relpath(ckpt.resolve(), runs_root.parent),
     }
-    load_checkpoint(ckpt)  # refuse to bundle something that does not load
+    UniDiffuser.load(ckpt) if uni else load_checkpoint(ckpt)  # refuse to bundle something that does not load
 
     data = train_record["data"]["name"]
-    dest = Path(args.dest or f"src/ditkit/assets/models/{data}-{'t2i' if text_encoder else 'dit'}")
+    kind = "uni" if uni else "t2i" if text_encoder else "dit"
+    dest = Path(args.dest or f"src/ditkit/assets/models/{data}-{kind}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=dest.parent))
     shutil.copy2(ckpt / "model.safetensors", staging / "model.safetensors")
@@ -178,18 +188,24 @@ def main() -> None:
     # Score it exactly as the README reports.
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "samples"
-        templates = TEXT_EVAL_COMMANDS if text_encoder else EVAL_COMMANDS
-        if text_encoder:
-            samples.mkdir()  # t2i-eval writes only its report
+        templates = {"uni": UNI_EVAL_COMMANDS, "t2i": TEXT_EVAL_COMMANDS, "dit": EVAL_COMMANDS}[kind]
+        if kind != "dit":
+            samples.mkdir()  # the text evaluations write only their report
+        fill = dict(data=data, uni_samples=args.uni_samples)
         for template in templates:
-            argv = shlex.split(template.format(samples=samples, model=dest.resolve(), data=data))[1:]
+            argv = shlex.split(template.format(samples=samples, model=dest.resolve(), **fill))[1:]
             if ditkit_main(argv):
                 raise SystemExit(f"failed: {template}")
         report = json.loads((samples / "metrics.json").read_text())
-    metrics = {k: report[k] for k in ("seen", "held_out", "all")} if text_encoder else report["metrics"]
+    if kind == "uni":
+        metrics = report["scores"]
+    elif kind == "t2i":
+        metrics = {k: report[k] for k in ("seen", "held_out", "all")}
+    else:
+        metrics = report["metrics"]
     config["extra"]["evaluation"] = {
-        "commands": [t.format(samples="bundled-eval", model=dest.name, data=data) for t in templates],
-        "extractor": "attribute-classifier:shapes" if text_encoder else report.get("extractor"),
+        "commands": [t.format(samples="bundled-eval", model=dest.name, **fill) for t in templates],
+        "extractor": "attribute-classifier:shapes" if kind != "dit" else report.get("extractor"),
         "metrics": metrics,
     }
     (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -469,3 +469,41 @@ def test_bundle_script_replays_a_resumed_chain_to_the_same_weights(tmp_path, mon
     (tmp_path / "empty").mkdir()  # the chain as typed would not replay: its first command resumes
     monkeypatch.chdir(tmp_path / "empty")
     assert main(shlex.split(as_run[0])[1:]) != 0
+
+
+def test_bundle_script_packages_a_unidiffuser_run_with_its_chain_and_scores(tmp_path, monkeypatch):
+    """Stage 1 (caption decoder) then stage 2 (U-ViT --init-from it), bundled: the folder loads by path, the
+    record names both commands (replayable, no absolute paths) and the uni-eval scores."""
+    import shlex
+    import sys
+
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+
+    script = _bundle_script()
+    common = ("--data shapes --image-size 16 --text-encoder chars --global-batch-size 4 --ckpt-every 2 "
+              "--threads 1 --seed 0 --no-progress --sample-every 0")
+
+    def train(command):
+        argv = shlex.split(command)
+        monkeypatch.setattr(sys, "argv", argv)
+        assert main(argv[1:]) == 0
+
+    monkeypatch.chdir(tmp_path)
+    train(f"ditkit train {common} --model caption-decoder --hidden-size 32 --depth 1 --num-heads 2 --max-steps 2 "
+          "--out runs/dec")
+    train(f"ditkit train {common} --model uvit-tiny --hidden-size 32 --depth 2 --num-heads 2 --patch-size 4 "
+          "--max-steps 2 --init-from runs/dec/checkpoints/step-0000002 --out runs/uni")
+    dest = tmp_path / "bundled" / "tiny-uni"
+    monkeypatch.setattr(sys, "argv", ["bundle_model.py", "--run", "runs/uni", "--dest", str(dest), "--uni-samples", "2"])
+    script.main()
+    config = json.loads((dest / "config.json").read_text())
+    assert config["format"] == "ditkit-unidiffuser" and config["text_encoder"]["spec"] == "chars"
+    extra = config["extra"]
+    assert [c.split("--out ")[1].split()[0] for c in extra["training_commands"]] == ["runs/dec", "runs/uni"]
+    assert "--init-from runs/dec/checkpoints/step-0000002" in extra["training_command"]
+    assert not any(a.startswith("/") for c in extra["training_commands"] for a in c.split())
+    scores = extra["evaluation"]["metrics"]
+    assert set(scores) == {"t2i", "i2t", "joint"}
+    assert extra["evaluation"]["commands"] == ["ditkit uni-eval --checkpoint tiny-uni --num-samples 2 --seed 0 "
+                                               "--out bundled-eval/metrics.json"]
+    assert UniDiffuser.load(dest) is not None

@@ -143,3 +143,18 @@ def test_a_bundled_unidiffuser_is_found_by_name(checkpoint, tmp_path, monkeypatc
     assert code == 0, cap.err
     assert main(["info", "tiny-uni-bundled"]) == 0
     assert "(ditkit UniDiffuser)" in capsys.readouterr().out
+
+
+def test_the_modes_figure_script_draws_every_mode(checkpoint, tmp_path, monkeypatch):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "modes.png"
+    script = Path(__file__).resolve().parents[1] / "examples" / "uni_modes_figure.py"
+    monkeypatch.setattr(sys, "argv", ["uni_modes_figure.py", "--checkpoint", checkpoint, "--out", str(out), "-n", "2",
+                                      "--steps", "2"])
+    runpy.run_path(str(script), run_name="__main__")
+    width, height = Image.open(out).size
+    assert height > width  # seven rows of three panels
+    assert [p.name for p in tmp_path.iterdir()] == ["modes.png"]  # no temporary file left
