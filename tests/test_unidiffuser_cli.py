@@ -124,6 +124,7 @@ def test_info_describes_a_unidiffuser_folder_and_dit_commands_point_to_uni(check
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "is a UniDiffuser checkpoint, not a DiT" in err and "ditkit uni MODE --checkpoint" in err
+        assert "ditkit uni-eval" in err
         assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "s").exists()
 

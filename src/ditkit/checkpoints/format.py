@@ -140,7 +140,8 @@ def read_config(folder: Path) -> dict:
     data = read_json(file)
     if data.get("format") == UNI_FORMAT:
         raise DitkitError(f"{folder} is a UniDiffuser checkpoint, not a DiT: sample it with "
-                          f"`ditkit uni MODE --checkpoint {folder}` (`ditkit uni --help` lists the modes).")
+                          f"`ditkit uni MODE --checkpoint {folder}` (`ditkit uni --help` lists the modes) and "
+                          "score it with `ditkit uni-eval`.")
     if data.get("format") != FORMAT or not isinstance(data.get("model"), dict):
         raise DitkitError(f"{file} is not a ditkit checkpoint config (it lacks \"format\": \"ditkit\" and a model).")
     return data
