@@ -174,7 +174,6 @@ def load_init_weights(model, path: str) -> list[str]:
                     fresh.append(key)
                 else:
                     mismatched.append(f"{key} (missing)")
-                continue
             elif source[key].shape == value.shape:
                 value.copy_(source[key])
             elif key == "pos_embed":
