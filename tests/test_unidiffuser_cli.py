@@ -159,3 +159,13 @@ def test_the_modes_figure_script_draws_every_mode(checkpoint, tmp_path, monkeypa
     width, height = Image.open(out).size
     assert height > width  # seven rows of three panels
     assert [p.name for p in tmp_path.iterdir()] == ["modes.png"]  # no temporary file left
+
+
+def test_a_dit_checkpoint_given_to_uni_commands_names_the_dit_commands(tmp_path, capsys):
+    for argv in (["uni", "joint", "--checkpoint", "shapes-t2i", "--out", str(tmp_path / "u")],
+                 ["uni-eval", "--checkpoint", "shapes-t2i", "-n", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a DiT checkpoint, not a UniDiffuser" in err and "ditkit sample --checkpoint" in err
+        assert "ditkit t2i-eval" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "u").exists()

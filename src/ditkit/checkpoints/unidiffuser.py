@@ -19,7 +19,7 @@ from ..fileio import atomic_dir
 from ..models.uvit import UViT, UViTConfig, infer_uvit_config, load_uvit_state_dict
 from ..version import __version__
 from .bundled import locate
-from .format import CONFIG_NAME, UNI_FORMAT, WEIGHTS_NAME, read_json, read_safetensors
+from .format import CONFIG_NAME, FORMAT, UNI_FORMAT, WEIGHTS_NAME, read_json, read_safetensors
 from .official import is_state_dict, safe_torch_load, strip_wrapper_prefixes
 
 __all__ = ["UNI_FORMAT", "save_unidiffuser_folder", "read_unidiffuser_config", "read_unidiffuser_folder",
@@ -59,6 +59,9 @@ def read_unidiffuser_config(path) -> dict:
     if not (path / CONFIG_NAME).is_file():
         raise DitkitError(f"{path} is not a ditkit UniDiffuser checkpoint (it has no {CONFIG_NAME}).")
     config = read_json(path / CONFIG_NAME)
+    if config.get("format") == FORMAT:
+        raise DitkitError(f"{path} is a DiT checkpoint, not a UniDiffuser: sample it with `ditkit sample --checkpoint "
+                          f"{path}` (a text model is scored with `ditkit t2i-eval`).")
     if config.get("format") != UNI_FORMAT or not isinstance(config.get("uvit"), dict):
         raise DitkitError(f"{path} is not a ditkit UniDiffuser checkpoint (its {CONFIG_NAME} has another format).")
     if not (path / WEIGHTS_NAME).is_file():
