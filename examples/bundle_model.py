@@ -31,8 +31,8 @@ from pathlib import Path
 
 from ditkit.checkpoints import BUNDLED_MODELS_DIR, load_checkpoint
 from ditkit.checkpoints.format import UNI_FORMAT
-from ditkit.pipelines.unidiffuser import UniDiffuser
 from ditkit.cli import main as ditkit_main
+from ditkit.pipelines.unidiffuser import UniDiffuser
 from ditkit.version import __version__
 
 EVAL_COMMANDS = [
@@ -172,7 +172,10 @@ def main() -> None:
         "bundled_by": f"examples/bundle_model.py (ditkit {__version__})",
         "bundled_from": os.path.relpath(ckpt.resolve(), runs_root.parent),
     }
-    UniDiffuser.load(ckpt) if uni else load_checkpoint(ckpt)  # refuse to bundle something that does not load
+    if uni:  # refuse to bundle something that does not load
+        UniDiffuser.load(ckpt)
+    else:
+        load_checkpoint(ckpt)
 
     data = train_record["data"]["name"]
     kind = "uni" if uni else "t2i" if text_encoder else "dit"
