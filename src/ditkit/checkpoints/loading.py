@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import DitkitError
 from ..interop import diffusers as diffusers_format
 from ..models.dit import DiT, resolve_config
-from .bundled import bundled_models
+from .bundled import bundled_models, locate
 from .download import download_official, official_filename
 from .format import CONFIG_NAME, WEIGHTS_NAME, read_config, read_safetensors
 from .inference import build_model, infer_config
@@ -35,11 +35,8 @@ class LoadedCheckpoint:
 
 def _locate(path) -> tuple[str, Path]:
     """(kind of file, path) for anything load_checkpoint accepts."""
-    p = Path(path).expanduser()
+    p = locate(path)  # a path, else a bundled model's folder
     if not p.exists():
-        bundled = bundled_models().get(str(path))
-        if bundled is not None:
-            return "ditkit", bundled
         name = official_filename(str(path))
         if name is not None:
             return "pickle", download_official(name)
