@@ -132,6 +132,23 @@ def test_attribute_evaluation_of_a_text_checkpoint(text_run, tmp_path):
                  "--num-held-out", "0"]) == 2
 
 
+def test_periodic_evaluation_of_a_text_run_is_t2i_eval(tiny_bert, tmp_path):
+    """--fid-every on the captioned shapes logs t2i-eval's attribute accuracy of the EMA: the same numbers
+    ``ditkit t2i-eval`` gives the checkpoint saved at that step (same prompts, seed and settings)."""
+    from ditkit.evaluation.text_to_image import evaluate_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "shapes", "--text-encoder", tiny_bert, "--model", "DiT-S/4", "--depth", "1",
+                 "--hidden-size", "32", "--num-heads", "2", "--image-size", "16", "--max-steps", "4",
+                 "--global-batch-size", "4", "--ckpt-every", "4", "--sample-every", "0", "--fid-every", "4",
+                 "--fid-samples", "6", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
+    logged = [json.loads(line)["eval"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    report = evaluate_checkpoint(str(out / "checkpoints" / "step-0000004"), num_seen=6, num_held_out=0, seed=2,
+                                 progress=False)
+    expected = {f"t2i_{k}": v for k, v in report["all"].items() if k != "count_prompts" and v is not None}
+    assert len(logged) == 1 and logged[0] == expected and "t2i_all_correct" in expected
+
+
 def test_a_stopped_run_leaves_its_text_cache_as_of_the_last_checkpoint(tiny_bert, tmp_path):
     from ditkit.training import TrainConfig, train
 

@@ -113,6 +113,31 @@ def test_decoder_progress_lists_reconstructed_captions(tmp_path):
     assert len(lines) == 3 and all("\t→\t" in line for line in lines)
 
 
+def test_periodic_evaluation_of_each_stage(tmp_path, decoder_ckpt):
+    """--fid-every: the U-ViT logs uni-eval's scores of its EMA (the same numbers uni-eval gives the saved
+    checkpoint), the caption decoder its caption reconstruction."""
+    from ditkit.evaluation.unidiffuser_eval import evaluate_unidiffuser
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+
+    run = train(config(tmp_path / "u", init_from=decoder_ckpt, fid_every=4, fid_samples=2))
+    logged = [r["eval"] for r in map(json.loads, open(tmp_path / "u" / "metrics.jsonl")) if "eval" in r]
+    report = evaluate_unidiffuser(UniDiffuser.load(run["checkpoint"]), count=2, seed=3)
+    assert len(logged) == 1 and logged[0] == {
+        "uni_t2i_mean_attribute": report["t2i"]["all"]["mean_attribute"],
+        "uni_t2i_min_attribute": report["t2i"]["all"]["min_attribute"],
+        "uni_t2i_all_correct": report["t2i"]["all"]["all_correct"],
+        "uni_i2t_mean_attribute": report["i2t"]["all"]["mean_attribute"],
+        "uni_i2t_min_attribute": report["i2t"]["all"]["min_attribute"],
+        "uni_i2t_all_correct": report["i2t"]["all"]["all_correct"],
+        "uni_joint_agreement": report["joint"]["all"]["agreement"]}
+
+    train(config(tmp_path / "d", max_steps=40, ckpt_every=40, fid_every=20, fid_samples=6, lr=1e-2, **DECODER))
+    logged = [r["eval"] for r in map(json.loads, open(tmp_path / "d" / "metrics.jsonl")) if "eval" in r]
+    assert [sorted(e) for e in logged] == [["decoder_exact", "decoder_nats"]] * 2
+    assert all(0.0 <= e["decoder_exact"] <= 1.0 for e in logged)
+    assert logged[1]["decoder_nats"] < logged[0]["decoder_nats"]  # the EMA decoder learns the captions
+
+
 def test_minilm_text_encoder_trains_both_stages(tmp_path):
     """The offline MiniLM encoder (the bundled path): 384-d states, 32 tokens, through both stages."""
     dec = train(config(tmp_path / "dec", text_encoder="minilm", max_steps=1, ckpt_every=1, **DECODER))
@@ -131,6 +156,7 @@ def test_minilm_text_encoder_trains_both_stages(tmp_path):
     ("fsdp", "--fsdp does not support UniDiffuser runs"),
     ("weighting", "--loss-weighting does not apply to a uvit-tiny run"),
     ("schedule", "--noise-schedule does not apply to a caption-decoder run"),
+    ("eval-data", "--fid-every scores a UniDiffuser run with the shapes attribute classifier"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, decoder_ckpt, case, message):
     kw = {"not-a-decoder": dict(init_from=str(tmp_path)),
@@ -138,7 +164,8 @@ def test_bad_input_is_one_clear_error(tmp_path, decoder_ckpt, case, message):
           "dit-flag": dict(model_overrides=dict(block="adaln")),
           "preset": dict(model="uvit-huge"), "fsdp": dict(fsdp=True),
           "weighting": dict(diffusion=DiffusionConfig(loss_weighting="p2")),
-          "schedule": dict(diffusion=DiffusionConfig(noise_schedule="cosine"), **DECODER)}[case]
+          "schedule": dict(diffusion=DiffusionConfig(noise_schedule="cosine"), **DECODER),
+          "eval-data": dict(data="mnist", fid_every=2)}[case]
     with pytest.raises(DitkitError, match=message):
         train(config(tmp_path / "x", **kw))
     assert not os.path.isdir(tmp_path / "x" / "checkpoints")

@@ -99,10 +99,11 @@ def config_from_args(args):
 
 def run(args) -> int:
     from ..training import train
+    from ..training.families import family_for
 
     config = config_from_args(args)
     eval_fn = None
-    if config.fid_every:
+    if config.fid_every and not (config.text_encoder or family_for(config)):  # text runs bring their own
         from ..evaluation import make_training_eval_fn
 
         eval_fn = make_training_eval_fn(config.data, config.fid_samples, image_size=config.image_size,

@@ -24,10 +24,26 @@ def prompts_and_scenes(num_seen: int, num_held_out: int):
     return prompts, scenes
 
 
+def sample_and_score(model, prompts: list[str], scenes, *, codec, text_codec, diffusion_config=None,
+                     classifier=None, cfg_scale: float = 4.0, sampler: str = "dpm++", steps: int | None = 20,
+                     seed: int = 0, batch_size: int = 64, progress: bool = False) -> tuple[dict, list]:
+    """Sample ``model`` once per prompt and score what the attribute classifier reads against ``scenes``:
+    (``score_scenes``'s report, the objects read per image). Shared by ``ditkit t2i-eval`` and the training
+    engine's periodic evaluation of text runs, so their numbers mean the same."""
+    from ..pipelines import generate
+
+    out = generate(model, prompts=prompts, cfg_scale=cfg_scale, sampler=sampler, steps=steps, seed=seed,
+                   batch_size=batch_size, codec=codec, text_codec=text_codec, diffusion_config=diffusion_config,
+                   progress=progress)
+    device = next(model.parameters()).device
+    read = read_scenes(classifier or load_attribute_classifier(device=device), from_uint8(out.images))
+    return score_scenes(read, scenes), read
+
+
 def evaluate_checkpoint(checkpoint: str, *, num_seen: int = 1000, num_held_out: int = 500, cfg_scale: float = 4.0,
                         sampler: str = "dpm++", steps: int | None = 20, seed: int = 0, batch_size: int = 64,
                         device: str = "cpu", progress: bool = True) -> dict:
-    from ..pipelines import generate, load_codec, load_for_sampling
+    from ..pipelines import load_codec, load_for_sampling
     from ..pipelines.text import is_text_model, load_text_codec
 
     loaded = load_for_sampling(checkpoint, device=device)
@@ -35,11 +51,10 @@ def evaluate_checkpoint(checkpoint: str, *, num_seen: int = 1000, num_held_out: 
         raise DitkitError(f"{checkpoint} is not a text-to-image model")
     text_codec = load_text_codec(loaded.text_encoder_config, loaded.model, device=device)
     prompts, scenes = prompts_and_scenes(num_seen, num_held_out)
-    out = generate(loaded.model, prompts=prompts, cfg_scale=cfg_scale, sampler=sampler, steps=steps, seed=seed,
-                   batch_size=batch_size, codec=load_codec(loaded, None, device=device), text_codec=text_codec,
-                   diffusion_config=loaded.diffusion_config, progress=progress)
-    read = read_scenes(load_attribute_classifier(device=device), from_uint8(out.images))
-    report = score_scenes(read, scenes)
+    report, read = sample_and_score(loaded.model, prompts, scenes, codec=load_codec(loaded, None, device=device),
+                                    text_codec=text_codec, diffusion_config=loaded.diffusion_config,
+                                    cfg_scale=cfg_scale, sampler=sampler, steps=steps, seed=seed,
+                                    batch_size=batch_size, progress=progress)
     report["settings"] = {"checkpoint": loaded.checkpoint, "num_seen": num_seen, "num_held_out": num_held_out,
                           "cfg_scale": cfg_scale, "sampler": sampler, "steps": steps, "seed": seed}
     report["prompts"] = prompt_rows(read, scenes, prompts)

@@ -27,7 +27,8 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
                           sampler: str = "ddim", steps: int | None = 50, cfg_scale: float = 1.0, seed: int = 0,
                           extractor: str = "auto", inception_weights: str | None = None,
                           diffusion_config: dict | None = None, batch_size: int = 64,
-                          reference_limit: int = DEFAULT_REFERENCE_LIMIT, progress: bool = False):
+                          reference_limit: int = DEFAULT_REFERENCE_LIMIT, progress: bool = False,
+                          prompts: list[str] | None = None, text_codec=None):
     """Build ``fn(ema_model, step) -> {"fid": ..., "class_accuracy": ...}`` for the training loop.
 
     ``data``: the training data (``mnist``, ``shapes``, or an image folder) — its train split is the
@@ -35,7 +36,8 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
     Samples: ``num_samples`` spread evenly over the classes, ``sampler``/``steps``/``cfg_scale``, the
     same ``seed`` at every call (so successive FIDs differ only by the model). ``extractor`` as in
     ``ditkit eval`` (auto = the bundled classifier for mnist/shapes, else Inception).
-    ``fn.extractor`` names the extractor behind the numbers.
+    ``fn.extractor`` names the extractor behind the numbers. A text model samples ``prompts`` (cycled)
+    with ``text_codec``.
     Problems (no Inception weights, bad settings) raise DitkitError here, before training starts.
     """
     from ..codecs import make_codec
@@ -70,7 +72,7 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
         state["codec"] = codec_obj
         samples = generate(ema_model, num_samples=int(num_samples), codec=codec_obj, sampler=sampler, steps=steps,
                            cfg_scale=cfg_scale, seed=seed, batch_size=batch_size, diffusion_config=diffusion_config,
-                           progress=progress)
+                           progress=progress, prompts=prompts, text_codec=text_codec)
         images = ImageSet(samples.images, None, f"{len(samples)} EMA samples at step {step}")
         ref = reference()
         if images.resolution != ref.resolution:

@@ -101,8 +101,10 @@ class TrainConfig:
     sample_count: int = knob(16, "images per sample grid (fixed seed and classes)", group="outputs")
     sample_steps: int = knob(50, "DDIM steps for sample grids", group="outputs")
     sample_cfg: float = knob(4.0, "guidance scale for sample grids", group="outputs")
-    fid_every: int = knob(0, "compute FID of the EMA every N steps (0: never)", group="outputs")
-    fid_samples: int = knob(1000, "samples per periodic FID", group="outputs")
+    fid_every: int = knob(0, "evaluate the EMA every N steps (0: never): FID (and class accuracy); text runs on "
+                          "shapes: t2i-eval's attribute accuracy; UniDiffuser: uni-eval's t2i / i2t / joint; the "
+                          "caption decoder: caption reconstruction", group="outputs")
+    fid_samples: int = knob(1000, "samples (prompts, captions) per periodic evaluation", group="outputs")
     tensorboard: bool = knob(False, "also log to TensorBoard (needs tensorboard)", group="outputs")
     progress: bool = knob(True, "no progress bar", group="outputs")
 

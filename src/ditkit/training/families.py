@@ -3,8 +3,8 @@
 ``family_for(config)`` picks one from ``--model`` (a name or a name prefix in ``FAMILIES``); None means the
 DiT path of ``build.py``. A family provides ``open(config, d) -> Data``, ``model_config(config, resumed)``,
 ``create_model(model_config)``, ``objective(diffusion)``, ``export(ema, folder, extra)`` (how a checkpoint's
-EMA is written so that it loads elsewhere), ``grid_hook(run_dir, codec, config)``, ``extra()`` and
-``save_cache()``. A new family = one new file plus a line here.
+EMA is written so that it loads elsewhere), ``grid_hook(run_dir, codec, config)``, ``eval_fn(config, data)``
+(what ``--fid-every`` measures), ``extra()`` and ``save_cache()``. A new family = one new file plus a line here.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ class TextTraining:
 
     def __init__(self, config, dataset, device):
         self.codec = make_text_codec(config.text_encoder, device=device)
+        self.dataset, self.device = dataset, device
         self.cache_dir = config.text_cache
         if self.cache_dir and os.path.isfile(os.path.join(self.cache_dir, "cache.json")):
             self.cache = TextCache.load(self.cache_dir, self.codec)
@@ -69,6 +70,31 @@ class TextTraining:
 
     def grid_hook(self, run_dir: str, codec, config) -> "TextGridHook":
         return TextGridHook(run_dir, codec, config, self)
+
+    def eval_fn(self, config, data: Data):
+        """The periodic evaluation (``--fid-every N``, ``--fid-samples K``). On the captioned shapes: ``ditkit
+        t2i-eval``'s attribute accuracy (its settings) on the first K test captions, logged as ``t2i_<attribute>``
+        and ``t2i_all_correct``. Elsewhere: the FID of K samples of the data's captions against the training
+        images (``make_training_eval_fn``)."""
+        count = config.fid_samples
+        if config.data == "shapes":
+            from ..evaluation.attributes import load_attribute_classifier
+            from ..evaluation.text_to_image import prompts_and_scenes, sample_and_score
+
+            prompts, scenes = prompts_and_scenes(count, 0)
+            classifier = load_attribute_classifier(device=self.device)
+
+            def attribute_accuracy(ema_model, step: int) -> dict[str, float]:
+                report, _ = sample_and_score(ema_model, prompts, scenes, codec=data.codec, text_codec=self.codec,
+                                             classifier=classifier, seed=config.seed)
+                return {f"t2i_{k}": v for k, v in report["all"].items() if k != "count_prompts" and v is not None}
+
+            return attribute_accuracy
+        from ..evaluation import make_training_eval_fn
+
+        prompts = [self.dataset.caption(i * len(self.dataset) // count) for i in range(min(count, len(self.dataset)))]
+        return make_training_eval_fn(config.data, count, image_size=config.image_size, codec=config.vae,
+                                     seed=config.seed, prompts=prompts, text_codec=self.codec)
 
     def save_cache(self) -> None:
         """Write the cache when it has grown (at checkpoints too, so a stopped run's successor reuses it)."""

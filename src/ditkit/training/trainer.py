@@ -44,8 +44,9 @@ def train(config: TrainConfig | dict, *, eval_fn=None, eval_every: int | None = 
     ``already_done`` when a resumed run was already at ``max_steps``).
 
     ``eval_fn(ema_model, step) -> dict`` runs on rank 0 every ``eval_every`` (default ``config.fid_every``)
-    steps; its numbers go to metrics.jsonl under ``"eval"`` and into the curves PNG. ``objective``
-    replaces the loss (default: the DiT hybrid loss; see ``step.py`` for the contract).
+    steps; its numbers go to metrics.jsonl under ``"eval"`` and into the curves PNG. Without one, text and
+    UniDiffuser runs use their own (``eval_fn`` in ``training/text.py`` and the families); class runs none.
+    ``objective`` replaces the loss (default: the DiT hybrid loss; see ``step.py`` for the contract).
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
@@ -89,6 +90,8 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     objective = objective or (text.objective(diffusion) if text else DiffusionObjective(diffusion))
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)
+    if eval_fn is None and eval_every and text is not None:  # text and family runs score themselves
+        eval_fn = text.eval_fn(config, data)
     metrics = _start_run_folder(config, d, run_dir, data, meta, notes, resumed, command_line) if d.is_main else None
     debug_dir = os.environ.get("DITKIT_TRAIN_DEBUG_DIR")  # per-rank record of samples seen and final weights
     if debug_dir:

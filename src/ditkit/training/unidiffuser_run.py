@@ -112,6 +112,10 @@ def read_decoder_folder(path: str) -> tuple[dict, dict]:
         raise DitkitError(f"cannot read the caption decoder weights in {path}: {exc}") from exc
 
 
+def _words(caption: str) -> list[str]:
+    return caption.lower().split()
+
+
 class CaptionRun:
     """What both stages share: the captioned data as pixels and the frozen text encoder."""
 
@@ -188,6 +192,23 @@ class CaptionDecoderRun(CaptionRun):
     def grid_hook(self, run_dir: str, codec, config):
         return DecoderProgressHook(run_dir, config, self)
 
+    def eval_fn(self, config, data):
+        """``--fid-every``: how well the EMA decoder reads the first ``--fid-samples`` captions back from their
+        frozen text states: ``decoder_exact`` (the share decoded word for word, greedy) and ``decoder_nats``
+        (cross-entropy per caption token)."""
+        captions = self.prompts(config.fid_samples)
+
+        @torch.no_grad()
+        def reconstruction(ema, step: int) -> dict[str, float]:
+            states = self.text.encode(captions).states.to(self.device)  # (N, L, W)
+            prefix = ema.encode_prefix(states)  # (N, T, text_dim)
+            nats = ema.token_losses(prefix, ema.ids_of(captions, CAPTION_TOKENS).to(self.device)).mean().item()
+            decoded = ema.generate(prefix, beam_size=1, max_tokens=CAPTION_TOKENS)
+            exact = sum(_words(a) == _words(b) for a, b in zip(captions, decoded)) / len(captions)
+            return {"decoder_exact": exact, "decoder_nats": nats}
+
+        return reconstruction
+
 
 class DecoderTrainNet(WordPrefixDecoder):
     """The decoder with a forward that returns its per-caption loss, so DDP sees the whole step through
@@ -233,6 +254,9 @@ class UniDiffuserRun(CaptionRun):
 
     def __init__(self, config):
         super().__init__(config)
+        if config.fid_every and config.data != "shapes":
+            raise DitkitError(f"--fid-every scores a UniDiffuser run with the shapes attribute classifier (t2i, i2t, "
+                              f"joint), so it needs --data shapes; this run trains on {config.data}")
         self.decoder_weights = None
 
     def _decoder_config(self, config, resumed) -> dict:
@@ -316,6 +340,25 @@ class UniDiffuserRun(CaptionRun):
 
     def grid_hook(self, run_dir: str, codec, config):
         return UniGridHook(run_dir, config, self)
+
+    def eval_fn(self, config, data):
+        """``--fid-every``: ``ditkit uni-eval``'s scores of the EMA model (its settings), ``--fid-samples`` items
+        per mode, logged as ``uni_<mode>_<score>``: t2i and i2t attribute accuracy (mean, worst, all-correct),
+        joint agreement. Defined on the captioned shapes, which the attribute classifier reads (``__init__``)."""
+        from ..evaluation.attributes import load_attribute_classifier
+        from ..evaluation.unidiffuser_eval import evaluate_unidiffuser
+
+        classifier = load_attribute_classifier(device=self.device)
+        headline = {"t2i": ("mean_attribute", "min_attribute", "all_correct"),
+                    "i2t": ("mean_attribute", "min_attribute", "all_correct"), "joint": ("agreement",)}
+
+        def scores(ema, step: int) -> dict[str, float]:
+            model = self._assemble(ema.uvit, ema.caption_decoder)
+            report = evaluate_unidiffuser(model, count=config.fid_samples, classifier=classifier, seed=config.seed)
+            return {f"uni_{mode}_{key}": report[mode]["all"][key] for mode, keys in headline.items() for key in keys
+                    if report[mode]["all"].get(key) is not None}
+
+        return scores
 
 
 class UniBatchObjective(UniDiffuserObjective):
