@@ -149,6 +149,16 @@ def test_periodic_evaluation_of_a_text_run_is_t2i_eval(tiny_bert, tmp_path):
     assert len(logged) == 1 and logged[0] == expected and "t2i_all_correct" in expected
 
 
+def test_periodic_evaluation_elsewhere_is_the_fid_of_caption_samples(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "mnist", "--text-encoder", tiny_bert, "--model", "DiT-S/4", "--depth", "1",
+                 "--hidden-size", "32", "--num-heads", "2", "--image-size", "16", "--max-steps", "2",
+                 "--global-batch-size", "4", "--ckpt-every", "2", "--sample-every", "0", "--fid-every", "2",
+                 "--fid-samples", "4", "--out", str(out), "--no-progress"]) == 0
+    logged = [json.loads(line)["eval"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert len(logged) == 1 and list(logged[0]) == ["fid"] and np.isfinite(logged[0]["fid"])
+
+
 def test_a_stopped_run_leaves_its_text_cache_as_of_the_last_checkpoint(tiny_bert, tmp_path):
     from ditkit.training import TrainConfig, train
 
