@@ -18,7 +18,7 @@ def test_bundled_classifier_reads_real_scenes_at_97_percent_per_attribute():
         images, scenes = render_split(split, 0, 500)
         report = score_images(from_uint8(images), scenes, classifier)
         assert report["all"]["count_prompts"] == 500
-        for attribute in ("count", "shape", "colour", "size", "position", "relation", "all_correct"):
+        for attribute in ("count", "shape", "colour", "size", "position", "relation", "relation_axis", "all_correct"):
             assert report["all"][attribute] >= 0.97, (split, attribute, report["all"])
         assert report["held_out" if split == "heldout" else "seen"]["count_prompts"] == 500
 
@@ -45,6 +45,23 @@ def test_scores_compare_what_is_seen_with_what_was_asked():
     assert s["colour"] == 4 / 6 and s["position"] == 2 / 4 and s["relation"] == 1 / 2 and s["count"] == 5 / 6
     assert s["all_correct"] == 2 / 6
     assert report["held_out"]["all_correct"] == 1.0
+
+
+def test_relation_axis_says_whether_the_pair_is_on_the_asked_line():
+    red_circle, blue_square = ShapeObject("circle", "red", "large", 0), ShapeObject("square", "blue", "small", 2)
+    left_of = Scene((red_circle, blue_square), "left of")
+    seen = [
+        [red_circle, blue_square],                                     # one row, in order: both right
+        [red_circle, ShapeObject("square", "blue", "small", 4)],       # diagonal: the order holds, the axis not
+        [red_circle, ShapeObject("square", "blue", "small", 3)],       # one column: neither
+        [ShapeObject("circle", "red", "large", 2), ShapeObject("square", "blue", "small", 0)],  # reversed, on axis
+    ]
+    scores = [score_scenes([objects], [left_of])["all"] for objects in seen]
+    assert [(s["relation"], s["relation_axis"]) for s in scores] == [(1.0, 1.0), (1.0, 0.0), (0.0, 0.0), (0.0, 1.0)]
+    # a diagnostic, not an attribute: all-correct follows the relation alone
+    assert [s["all_correct"] for s in scores] == [1.0, 1.0, 0.0, 0.0]
+    one = score_scenes([[red_circle]], [Scene((red_circle,))])["all"]
+    assert one["relation_axis"] is None and one["all_correct"] == 1.0
 
 
 def test_training_script_writes_a_loadable_classifier(tmp_path):

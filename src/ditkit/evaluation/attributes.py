@@ -25,6 +25,10 @@ from ..data.captions import COLOUR_NAMES, SHAPES, SIZES, Scene, ShapeObject
 from ..errors import DitkitError
 
 ATTRIBUTES = ("count", "shape", "colour", "size", "position", "relation")
+# Reported beside the attributes, not part of all-correct: of the relation prompts, the share whose matched pair
+# lies on one row ("left of", "right of") or one column ("above", "below"), as every captioned scene does.
+# "relation" only asks for the order (a diagonal pair can pass); this says whether the axis was understood.
+DIAGNOSTICS = ("relation_axis",)
 _HEADS = {"shape": len(SHAPES) + 1, "colour": len(COLOUR_NAMES), "size": len(SIZES)}  # shape 0 = empty cell
 
 
@@ -111,9 +115,15 @@ def _relation_holds(relation: str, a: int, b: int) -> bool:
     return {"left of": ca < cb, "right of": ca > cb, "above": ra < rb, "below": ra > rb}[relation]
 
 
+def _on_axis(relation: str, a: int, b: int) -> bool:
+    (ra, ca), (rb, cb) = divmod(a, 3), divmod(b, 3)
+    return ra == rb if relation in ("left of", "right of") else ca == cb
+
+
 def _match(target: Scene, seen: list[ShapeObject]) -> dict[str, bool | None]:
-    """Which attributes of ``target`` the image got right (None = not applicable to this prompt)."""
-    result = {"count": len(seen) == len(target.objects), "position": None, "relation": None}
+    """Which attributes of ``target`` the image got right (None = not applicable to this prompt), and the
+    ``DIAGNOSTICS``."""
+    result = {"count": len(seen) == len(target.objects), "position": None, "relation": None, "relation_axis": None}
     if len(target.objects) == 1:
         want = target.objects[0]
         got = next((o for o in seen if o.cell == want.cell), seen[0] if seen else None)
@@ -130,6 +140,7 @@ def _match(target: Scene, seen: list[ShapeObject]) -> dict[str, bool | None]:
         best = max(candidates, key=agree)
         pairs = list(zip(target.objects, best))
         result["relation"] = best[0] is not None and _relation_holds(target.relation, best[0].cell, best[1].cell)
+        result["relation_axis"] = best[0] is not None and _on_axis(target.relation, best[0].cell, best[1].cell)
     for key in ("shape", "colour", "size"):
         result[key] = all(got is not None and getattr(got, key) == getattr(want, key) for want, got in pairs)
     return result
@@ -143,10 +154,11 @@ def score_scenes(seen: list[list[ShapeObject]], targets: list[Scene]) -> dict:
 
     def summarise(subset):
         out = {"count_prompts": len(subset)}
-        for key in ATTRIBUTES:
+        for key in ATTRIBUTES + DIAGNOSTICS:
             values = [r[key] for r, _ in subset if r[key] is not None]
             out[key] = sum(values) / len(values) if values else None
-        out["all_correct"] = sum(all(v for v in r.values() if v is not None) for r, _ in subset) / max(len(subset), 1)
+        out["all_correct"] = sum(all(r[k] for k in ATTRIBUTES if r[k] is not None)
+                                 for r, _ in subset) / max(len(subset), 1)
         return out
 
     return {"all": summarise(rows), "seen": summarise([r for r in rows if not r[1]]),
