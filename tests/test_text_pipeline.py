@@ -143,9 +143,10 @@ def test_periodic_evaluation_of_a_text_run_is_t2i_eval(tiny_bert, tmp_path):
                  "--global-batch-size", "4", "--ckpt-every", "4", "--sample-every", "0", "--fid-every", "4",
                  "--fid-samples", "6", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
     logged = [json.loads(line)["eval"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
-    report = evaluate_checkpoint(str(out / "checkpoints" / "step-0000004"), num_seen=6, num_held_out=0, seed=2,
+    report = evaluate_checkpoint(str(out / "checkpoints" / "step-0000004"), num_seen=6, num_held_out=3, seed=2,
                                  progress=False)
-    expected = {f"t2i_{k}": v for k, v in report["all"].items() if k != "count_prompts" and v is not None}
+    expected = {f"t2i_{k}": v for k, v in report["seen"].items() if k != "count_prompts" and v is not None}
+    expected["t2i_held_out_all_correct"] = report["held_out"]["all_correct"]
     assert len(logged) == 1 and logged[0] == expected and "t2i_all_correct" in expected
 
 

@@ -74,20 +74,24 @@ class TextTraining:
     def eval_fn(self, config, data: Data):
         """The periodic evaluation (``--fid-every N``, ``--fid-samples K``). On the captioned shapes: ``ditkit
         t2i-eval``'s attribute accuracy (its settings) on the first K test captions, logged as ``t2i_<attribute>``
-        and ``t2i_all_correct``. Elsewhere: the FID of K samples of the data's captions against the training
-        images (``make_training_eval_fn``)."""
+        and ``t2i_all_correct``, and the all-correct share of K/2 held-out ones (``t2i_held_out_all_correct``).
+        Elsewhere: the FID of K samples of the data's captions against the training images
+        (``make_training_eval_fn``)."""
         count = config.fid_samples
         if config.data == "shapes":
             from ..evaluation.attributes import load_attribute_classifier
             from ..evaluation.text_to_image import prompts_and_scenes, sample_and_score
 
-            prompts, scenes = prompts_and_scenes(count, 0)
+            prompts, scenes = prompts_and_scenes(count, count // 2)
             classifier = load_attribute_classifier(device=self.device)
 
             def attribute_accuracy(ema_model, step: int) -> dict[str, float]:
                 report, _ = sample_and_score(ema_model, prompts, scenes, codec=data.codec, text_codec=self.codec,
                                              classifier=classifier, seed=config.seed)
-                return {f"t2i_{k}": v for k, v in report["all"].items() if k != "count_prompts" and v is not None}
+                scores = {f"t2i_{k}": v for k, v in report["seen"].items() if k != "count_prompts" and v is not None}
+                if count // 2:
+                    scores["t2i_held_out_all_correct"] = report["held_out"]["all_correct"]
+                return scores
 
             return attribute_accuracy
         from ..evaluation import make_training_eval_fn
