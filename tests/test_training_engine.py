@@ -107,3 +107,25 @@ def test_a_custom_objective_plugs_into_the_loop(folder, tmp_path):
     assert [r["loss"] for r in a] == [r["loss"] for r in b] and plain["loss"] == custom["loss"]
     assert all("x_mean" in r and "x_mean" not in q for r, q in zip(b, a))
     assert torch.isfinite(torch.tensor([r["x_mean"] for r in b])).all()
+
+
+def test_fid_every_scores_a_class_run_with_fid_and_class_accuracy(tmp_path, run_cli):
+    out = tmp_path / "run"
+    args = ["--data", "mnist", "--image-size", "16", *TINY_FLAGS, "--max-steps", "2", "--global-batch-size", "4",
+            "--sample-every", "0", "--fid-every", "2", "--fid-samples", "10", "--out", str(out), "--no-progress"]
+    assert run_cli(args).returncode == 0
+    logged = [json.loads(line)["eval"] for line in open(out / "metrics.jsonl") if '"eval"' in line]
+    assert len(logged) == 1 and set(logged[0]) == {"fid", "class_accuracy"}
+    assert 0.0 <= logged[0]["class_accuracy"] <= 1.0 and logged[0]["fid"] > 0
+
+
+
+def test_fid_every_that_cannot_run_stops_before_training(folder, tmp_path, run_cli, monkeypatch):
+    """A folder's FID needs the Inception weights: offline, one message before any step, nothing written."""
+    monkeypatch.setenv("DITKIT_CACHE", str(tmp_path / "empty-cache"))
+    bad = run_cli(["--data", folder, "--image-size", "8", *TINY_FLAGS, "--fid-every", "2", "--max-steps", "2",
+                   "--global-batch-size", "4",
+                   "--out", str(tmp_path / "x"), "--no-progress"])
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert "Inception" in bad.stderr and not (tmp_path / "x" / "checkpoints").exists()
+    assert not (tmp_path / "x" / "train_config.json").exists()

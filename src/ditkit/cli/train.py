@@ -99,16 +99,9 @@ def config_from_args(args):
 
 def run(args) -> int:
     from ..training import train
-    from ..training.families import family_for
 
     config = config_from_args(args)
-    eval_fn = None
-    if config.fid_every and not (config.text_encoder or family_for(config)):  # text runs bring their own
-        from ..evaluation import make_training_eval_fn
-
-        eval_fn = make_training_eval_fn(config.data, config.fid_samples, image_size=config.image_size,
-                                        codec=config.vae, seed=config.seed, progress=False)
-    summary = train(config, eval_fn=eval_fn, command_line=list(sys.argv))
+    summary = train(config, command_line=list(sys.argv))  # --fid-every: the run's own evaluation (trainer.py)
     if summary.get("already_done"):
         print(f"nothing to train: the run is already at step {summary['step']} (--max-steps {config.max_steps}); "
               f"raise --max-steps to train further. Checkpoint: {summary['checkpoint']}")

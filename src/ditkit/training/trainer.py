@@ -44,8 +44,8 @@ def train(config: TrainConfig | dict, *, eval_fn=None, eval_every: int | None = 
     ``already_done`` when a resumed run was already at ``max_steps``).
 
     ``eval_fn(ema_model, step) -> dict`` runs on rank 0 every ``eval_every`` (default ``config.fid_every``)
-    steps; its numbers go to metrics.jsonl under ``"eval"`` and into the curves PNG. Without one, text and
-    UniDiffuser runs use their own (``eval_fn`` in ``training/text.py`` and the families); class runs none.
+    steps; its numbers go to metrics.jsonl under ``"eval"`` and into the curves PNG. Without one, the run's
+    own: FID for class runs, ``eval_fn`` of ``training/text.py`` and of the families for the others.
     ``objective`` replaces the loss (default: the DiT hybrid loss; see ``step.py`` for the contract).
     """
     if isinstance(config, dict):
@@ -90,8 +90,8 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     objective = objective or (text.objective(diffusion) if text else DiffusionObjective(diffusion))
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)
-    if eval_fn is None and eval_every and text is not None:  # text and family runs score themselves
-        eval_fn = text.eval_fn(config, data)
+    if eval_fn is None and eval_every:  # built before the run folder: bad settings stop here, nothing written
+        eval_fn = text.eval_fn(config, data) if text else _fid_eval_fn(config)
     metrics = _start_run_folder(config, d, run_dir, data, meta, notes, resumed, command_line) if d.is_main else None
     debug_dir = os.environ.get("DITKIT_TRAIN_DEBUG_DIR")  # per-rank record of samples seen and final weights
     if debug_dir:
@@ -131,6 +131,15 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     if debug_dir:
         _write_debug(debug_dir, d.rank, order.history, state)
     return {"step": state.step, "loss": log.last_loss, "checkpoint": window.last_checkpoint, "run_dir": run_dir}
+
+
+def _fid_eval_fn(config: TrainConfig):
+    """A class (or unconditional) run's periodic evaluation: FID of the EMA's samples against the training data,
+    and class accuracy where a bundled classifier reads the classes."""
+    from ..evaluation import make_training_eval_fn
+
+    return make_training_eval_fn(config.data, config.fid_samples, image_size=config.image_size, codec=config.vae,
+                                 seed=config.seed, progress=False)
 
 
 def _batches(data: Data, order, state: TrainState, d: Dist, config: TrainConfig):
