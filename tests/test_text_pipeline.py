@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from ditkit.cli import main
 from ditkit.codecs.text import TextCodec, minilm_path
@@ -140,14 +141,23 @@ def test_periodic_evaluation_of_a_text_run_is_t2i_eval(tiny_bert, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--data", "shapes", "--text-encoder", tiny_bert, "--model", "DiT-S/4", "--depth", "1",
                  "--hidden-size", "32", "--num-heads", "2", "--image-size", "16", "--max-steps", "4",
-                 "--global-batch-size", "4", "--ckpt-every", "4", "--sample-every", "0", "--fid-every", "4",
+                 "--global-batch-size", "4", "--ckpt-every", "4", "--sample-every", "0", "--fid-every", "2",
                  "--fid-samples", "6", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
-    logged = [json.loads(line)["eval"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    logged = [json.loads(line)["eval"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if '"eval"' in line][1:]  # step 4's (step 2's came first)
     report = evaluate_checkpoint(str(out / "checkpoints" / "step-0000004"), num_seen=6, num_held_out=3, seed=2,
                                  progress=False)
     expected = {f"t2i_{k}": v for k, v in report["seen"].items() if k != "count_prompts" and v is not None}
     expected["t2i_held_out_all_correct"] = report["held_out"]["all_correct"]
     assert len(logged) == 1 and logged[0] == expected and "t2i_all_correct" in expected
+    plain = tmp_path / "plain"  # the same run without evaluating: every trained number is the same
+    assert main(["train", "--data", "shapes", "--text-encoder", tiny_bert, "--model", "DiT-S/4", "--depth", "1",
+                 "--hidden-size", "32", "--num-heads", "2", "--image-size", "16", "--max-steps", "4",
+                 "--global-batch-size", "4", "--ckpt-every", "4", "--sample-every", "0", "--seed", "2",
+                 "--out", str(plain), "--no-progress"]) == 0
+    for name in ("model.safetensors", "train_model.safetensors"):
+        a, b = (load_file(str(run / "checkpoints" / "step-0000004" / name)) for run in (out, plain))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_periodic_evaluation_elsewhere_is_the_fid_of_caption_samples(tiny_bert, tmp_path):

@@ -7,6 +7,7 @@ from dataclasses import fields
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import ditkit.precision as precision
 from ditkit.cli import build_parser
@@ -110,14 +111,17 @@ def test_a_custom_objective_plugs_into_the_loop(folder, tmp_path):
 
 
 def test_fid_every_scores_a_class_run_with_fid_and_class_accuracy(tmp_path, run_cli):
-    out = tmp_path / "run"
-    args = ["--data", "mnist", "--image-size", "16", *TINY_FLAGS, "--max-steps", "2", "--global-batch-size", "4",
-            "--sample-every", "0", "--fid-every", "2", "--fid-samples", "10", "--out", str(out), "--no-progress"]
-    assert run_cli(args).returncode == 0
+    common = ["--data", "mnist", "--image-size", "16", *TINY_FLAGS, "--max-steps", "2", "--global-batch-size", "4",
+              "--sample-every", "0", "--no-progress"]
+    out, plain = tmp_path / "run", tmp_path / "plain"
+    assert run_cli([*common, "--fid-every", "2", "--fid-samples", "10", "--out", str(out)]).returncode == 0
     logged = [json.loads(line)["eval"] for line in open(out / "metrics.jsonl") if '"eval"' in line]
     assert len(logged) == 1 and set(logged[0]) == {"fid", "class_accuracy"}
     assert 0.0 <= logged[0]["class_accuracy"] <= 1.0 and logged[0]["fid"] > 0
-
+    assert run_cli([*common, "--out", str(plain)]).returncode == 0  # evaluating changes no trained number
+    for name in ("model.safetensors", "train_model.safetensors"):
+        a, b = (load_file(str(run / "checkpoints" / "step-0000002" / name)) for run in (out, plain))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_fid_every_that_cannot_run_stops_before_training(folder, tmp_path, run_cli, monkeypatch):

@@ -119,8 +119,11 @@ def test_periodic_evaluation_of_each_stage(tmp_path, decoder_ckpt):
     from ditkit.evaluation.unidiffuser_eval import evaluate_unidiffuser
     from ditkit.pipelines.unidiffuser import UniDiffuser
 
-    run = train(config(tmp_path / "u", init_from=decoder_ckpt, fid_every=4, fid_samples=2))
-    logged = [r["eval"] for r in map(json.loads, open(tmp_path / "u" / "metrics.jsonl")) if "eval" in r]
+    run = train(config(tmp_path / "u", init_from=decoder_ckpt, fid_every=2, fid_samples=2))
+    logged = [r["eval"] for r in map(json.loads, open(tmp_path / "u" / "metrics.jsonl")) if "eval" in r][1:]
+    plain = train(config(tmp_path / "p", init_from=decoder_ckpt))  # evaluating changes no trained number
+    for a, b in zip(weights(run["checkpoint"]), weights(plain["checkpoint"])):
+        assert_same(a, b)
     report = evaluate_unidiffuser(UniDiffuser.load(run["checkpoint"]), count=2, seed=3)
     assert len(logged) == 1 and logged[0] == {
         "uni_t2i_mean_attribute": report["t2i"]["all"]["mean_attribute"],

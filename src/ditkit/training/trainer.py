@@ -30,7 +30,7 @@ from .config import TrainConfig
 from .families import family_for
 from .hooks import CallbackHook, CheckpointHook, EvalHook, LogHook, SampleGridHook, Window, every
 from .optimizer_in_backward import check_supported
-from .outputs import MetricsLog, plot_curves
+from .outputs import MetricsLog, fork_rng_around, plot_curves
 from .state import TrainState
 from .step import DiffusionObjective, Objective, StepSettings, train_step
 from .text import open_text_data
@@ -90,8 +90,9 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     objective = objective or (text.objective(diffusion) if text else DiffusionObjective(diffusion))
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)
-    if eval_fn is None and eval_every:  # built before the run folder: bad settings stop here, nothing written
-        eval_fn = text.eval_fn(config, data) if text else _fid_eval_fn(config)
+    if eval_fn is None and eval_every:  # before the run folder (bad settings stop here, nothing written), and
+        # on forked RNG streams: building it initialises modules, which must not draw from training's streams
+        eval_fn = fork_rng_around(lambda: text.eval_fn(config, data) if text else _fid_eval_fn(config))
     metrics = _start_run_folder(config, d, run_dir, data, meta, notes, resumed, command_line) if d.is_main else None
     debug_dir = os.environ.get("DITKIT_TRAIN_DEBUG_DIR")  # per-rank record of samples seen and final weights
     if debug_dir:
