@@ -252,6 +252,10 @@ class CaptionedDigits(torch.utils.data.Dataset):
     def caption(self, i: int) -> str:
         return digit_caption(self.base._labels[i], i)
 
+    def label(self, i: int) -> int:
+        """The digit item ``i`` shows (and its caption names)."""
+        return int(self.base._labels[i])
+
     def set_epoch(self, epoch: int) -> None:
         self.base.set_epoch(epoch)
 

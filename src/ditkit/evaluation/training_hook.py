@@ -28,7 +28,7 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
                           extractor: str = "auto", inception_weights: str | None = None,
                           diffusion_config: dict | None = None, batch_size: int = 64,
                           reference_limit: int = DEFAULT_REFERENCE_LIMIT, progress: bool = False,
-                          prompts: list[str] | None = None, text_codec=None):
+                          prompts: list[str] | None = None, text_codec=None, prompt_labels: list[int] | None = None):
     """Build ``fn(ema_model, step) -> {"fid": ..., "class_accuracy": ...}`` for the training loop.
 
     ``data``: the training data (``mnist``, ``shapes``, or an image folder) — its train split is the
@@ -37,7 +37,7 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
     same ``seed`` at every call (so successive FIDs differ only by the model). ``extractor`` as in
     ``ditkit eval`` (auto = the bundled classifier for mnist/shapes, else Inception).
     ``fn.extractor`` names the extractor behind the numbers. A text model samples ``prompts`` (cycled)
-    with ``text_codec``.
+    with ``text_codec``; ``prompt_labels`` (the class each prompt names) give it a class accuracy too.
     Problems (no Inception weights, bad settings) raise DitkitError here, before training starts.
     """
     from ..codecs import make_codec
@@ -85,6 +85,9 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
         result = {"fid": frechet_distance(mu, sigma, ref.mu, ref.sigma)}
         if fx.is_classifier and samples.labels is not None and config.num_classes == fx.num_classes:
             result["class_accuracy"] = class_accuracy(features["logits"], np.asarray(samples.labels))
+        elif fx.is_classifier and prompt_labels:
+            named = [prompt_labels[i % len(prompt_labels)] for i in range(len(images))]
+            result["class_accuracy"] = class_accuracy(features["logits"], np.asarray(named))
         return result
 
     eval_fn.extractor = fx.name

@@ -76,7 +76,7 @@ class TextTraining:
         t2i-eval``'s attribute accuracy (its settings) on the first K test captions, logged as ``t2i_<attribute>``
         and ``t2i_all_correct``, and the all-correct share of K/2 held-out ones (``t2i_held_out_all_correct``).
         Elsewhere: the FID of K samples of the data's captions against the training images
-        (``make_training_eval_fn``)."""
+        (``make_training_eval_fn``), and on MNIST the share drawn as the digit their caption names."""
         count = config.fid_samples
         if config.data == "shapes":
             from ..evaluation.attributes import load_attribute_classifier
@@ -96,9 +96,11 @@ class TextTraining:
             return attribute_accuracy
         from ..evaluation import make_training_eval_fn
 
-        prompts = [self.dataset.caption(i * len(self.dataset) // count) for i in range(min(count, len(self.dataset)))]
+        items = [i * len(self.dataset) // count for i in range(min(count, len(self.dataset)))]
+        labels = [self.dataset.label(i) for i in items] if hasattr(self.dataset, "label") else None  # mnist
         return make_training_eval_fn(config.data, count, image_size=config.image_size, codec=config.vae,
-                                     seed=config.seed, prompts=prompts, text_codec=self.codec)
+                                     seed=config.seed, prompts=[self.dataset.caption(i) for i in items],
+                                     text_codec=self.codec, prompt_labels=labels)
 
     def save_cache(self) -> None:
         """Write the cache when it has grown (at checkpoints too, so a stopped run's successor reuses it)."""
