@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,20 @@ def test_pixel_model_end_to_end(capsys, tmp_path, pixel_ckpt):
     assert "--seed 5" in run["command"] and "--classes 3,1,3" in run["command"]
     assert "3 samples in" in stdout
     assert not [p for p in out.rglob(".*")]  # no temp files left
+
+
+def test_recorded_command_replays_the_run(capsys, tmp_path, pixel_ckpt):
+    # No --steps: the command in run.json must name the steps the sampler chose, and run as typed.
+    first = tmp_path / "first"
+    assert cli(capsys, "sample", "--checkpoint", pixel_ckpt, "--classes", "2,5", "--sampler", "dpm++", "--seed", "3",
+               "--out", first)[0] == 0
+    command = json.loads((first / "run.json").read_text())["command"]
+    assert "--steps 20" in command
+    argv = shlex.split(command)
+    assert argv[:2] == ["ditkit", "sample"] and argv[-2] == "--out"
+    code, _, err = cli(capsys, *argv[1:-1], tmp_path / "replay")
+    assert code == 0, err
+    assert pngs(tmp_path / "replay") == pngs(first) and len(pngs(first)) == 2
 
 
 def test_same_seed_same_bytes_and_batch_size_does_not_matter(capsys, tmp_path, pixel_ckpt):

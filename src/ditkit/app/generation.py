@@ -165,7 +165,7 @@ def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder:
     captions = ([f"{text['prompts'][0] or '(no prompt)'} · #{i}" for i in range(len(out))] if text
                 else _captions(conditioning, out.labels, seed, len(out)))
     pngs, downloads = write_downloads(folder, out.images, out.labels)
-    command = settings.command(batch_size=n, npz=True, out=Path("ditkit-samples"))
+    command = settings.command(steps=steps, batch_size=n, npz=True, out=Path("ditkit-samples"))
     return GenerateResult(images=out.images, captions=captions, pngs=pngs, downloads=downloads, command=command,
                           seed=seed)
 

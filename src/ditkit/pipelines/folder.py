@@ -67,8 +67,8 @@ class SampleSettings:
                                 options={} if self.eta is None else {"eta": self.eta}, prompts=self.prompts,
                                 negative_prompt=self.negative_prompt, precision=self.precision)
 
-    def command(self, *, batch_size: int, npz: bool, out: Path) -> str:
-        """A ``ditkit sample`` command line that reproduces this run."""
+    def command(self, *, steps: int, batch_size: int, npz: bool, out: Path) -> str:
+        """A ``ditkit sample`` command line that reproduces this run (``steps``: the resolved step count)."""
         parts = ["ditkit", "sample"]
         if self.checkpoint is not None:
             parts += ["--checkpoint", self.checkpoint]
@@ -76,7 +76,7 @@ class SampleSettings:
             parts += ["--classes", ",".join(map(str, self.classes))]
         if self.num_samples is not None:
             parts += ["--num-samples", str(self.num_samples)]
-        parts += ["--sampler", self.sampler, "--steps", str(self.steps), "--cfg-scale", str(self.cfg_scale)]
+        parts += ["--sampler", self.sampler, "--steps", str(steps), "--cfg-scale", str(self.cfg_scale)]
         if self.guided_channels is not None:
             parts += ["--guided-channels", str(self.guided_channels)]
         parts += ["--seed", str(self.seed), "--batch-size", str(batch_size)]
@@ -187,7 +187,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
                 stale.unlink(missing_ok=True)
             run_info = {
                 "ditkit_version": __version__,
-                "command": settings.command(batch_size=batch_size, npz=npz, out=out),
+                "command": settings.command(steps=sampling.resolved_steps, batch_size=batch_size, npz=npz, out=out),
                 "settings": record,
                 "model": model_config,
                 "diffusion": effective_diffusion_config(loaded.diffusion_config,
