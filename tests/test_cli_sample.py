@@ -126,10 +126,10 @@ def test_pixel_model_end_to_end(capsys, tmp_path, pixel_ckpt):
 def test_recorded_command_replays_the_run(capsys, tmp_path, pixel_ckpt):
     # No --steps: the command in run.json must name the steps the sampler chose, and run as typed.
     first = tmp_path / "first"
-    assert cli(capsys, "sample", "--checkpoint", pixel_ckpt, "--classes", "2,5", "--sampler", "dpm++", "--seed", "3",
+    assert cli(capsys, "sample", "--checkpoint", pixel_ckpt, "-n", "2", "--sampler", "dpm++", "--seed", "3",
                "--out", first)[0] == 0
     command = json.loads((first / "run.json").read_text())["command"]
-    assert "--steps 20" in command
+    assert "--steps 20" in command and "--num-samples 2" in command
     argv = shlex.split(command)
     assert argv[:2] == ["ditkit", "sample"] and argv[-2] == "--out"
     code, _, err = cli(capsys, *argv[1:-1], tmp_path / "replay")

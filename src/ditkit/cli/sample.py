@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--prompts-file", metavar="FILE", help="text models: UTF-8 text file, one prompt per line")
     p.add_argument("--negative-prompt", metavar="TEXT", help="text models: guide away from this text instead "
                                                              "of the null text (with --cfg-scale)")
-    p.add_argument("--num-samples", type=int, help="number of samples; on a class-conditional model "
+    p.add_argument("-n", "--num-samples", type=int, help="number of samples; on a class-conditional model "
                                                    "spread evenly over the classes (sample i gets class i mod K)")
     p.add_argument("--cfg-scale", type=finite_float, default=1.0, help="classifier-free guidance scale (1 = none; "
                                                                       "the paper uses 1.5 for FID, 4 for visuals)")
