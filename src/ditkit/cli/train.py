@@ -21,12 +21,14 @@ _OVERRIDES = {  # small-model flags → DiTConfig fields, so a tiny DiT needs no
     "num_heads": (int, "override the number of attention heads"),
     "patch_size": (int, "override the patch size"),
     "mlp_ratio": (float, "override the MLP width ratio"),
-    "block": (str, "conditioning block design (default adaln-zero)"),
+    "block": (str, "conditioning block design (default adaln-zero; text runs: cross-text, or joint-text for "
+                   "SD3-style joint attention)"),
     "class_dropout_prob": (float, "label dropout for classifier-free guidance (default 0.1)"),
     "text_pooled": (_on_off, "text models: add the pooled text vector to the timestep embedding, so adaLN sees "
                              "the prompt too (on/off; default off)"),
 }
-_BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context")
+# models.dit.BLOCKS and TEXT_BLOCKS, spelled out so that --help need not import torch (a test holds them equal)
+_BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context", "cross-text", "joint-text")
 _TYPES = {"int": int, "float": float, "str": str}
 _REQUIRED = {"data"}  # the library defaults to mnist; on the command line the data is always named
 

@@ -7,6 +7,7 @@ Sections: config and presets · attention / MLP · the four block designs · fin
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -20,7 +21,8 @@ from ..errors import DitkitError
 from .embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_2d_position_embedding
 
 BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context")  # the paper's four (label models)
-TEXT_BLOCKS = ("cross-text",)  # text models: models/text_dit.py
+# Text models: block name -> "module:class" (imported when built; they subclass DiT).
+TEXT_BLOCKS = {"cross-text": "text_dit:TextDiT", "joint-text": "joint_text_dit:JointTextDiT"}
 
 # --------------------------------------------------------------------------------------------
 # Config and the paper's model sizes
@@ -52,20 +54,21 @@ class DiTConfig:
     class_dropout_prob: float = 0.1
     learn_sigma: bool = True
     block: str = "adaln-zero"
-    text_dim: int = 0  # text models (block "cross-text"): the text encoder's state width ...
+    text_dim: int = 0  # text models (a TEXT_BLOCKS block): the text encoder's state width ...
     text_len: int = 0  # ... and its token count (0 for label models)
     text_pooled: bool = False  # text models: also add the pooled text vector to emb(t), the adaLN input
 
     def __post_init__(self):
         problems = []
-        if (self.block == "cross-text") != (self.text_dim > 0) or (self.text_dim > 0) != (self.text_len > 0):
-            problems.append("block 'cross-text' (and only it) takes text: text_dim and text_len > 0")
+        text_blocks = " or ".join(f"'{b}'" for b in TEXT_BLOCKS)
+        if (self.block in TEXT_BLOCKS) != (self.text_dim > 0) or (self.text_dim > 0) != (self.text_len > 0):
+            problems.append(f"the text blocks ({text_blocks}), and only they, take text: text_dim and text_len > 0")
         if self.text_pooled and not self.text_dim:
-            problems.append("text_pooled needs a text model (block 'cross-text')")
+            problems.append(f"text_pooled needs a text model (block {text_blocks})")
         if self.text_dim > 0 and self.num_classes:
-            problems.append("a text model (block 'cross-text') has no class labels: num_classes must be 0")
-        if self.block not in BLOCKS + TEXT_BLOCKS:
-            problems.append(f"block must be one of {', '.join(BLOCKS + TEXT_BLOCKS)}, got {self.block!r}")
+            problems.append("a text model has no class labels: num_classes must be 0")
+        if self.block not in (*BLOCKS, *TEXT_BLOCKS):
+            problems.append(f"block must be one of {', '.join((*BLOCKS, *TEXT_BLOCKS))}, got {self.block!r}")
         problems += patch_and_head_problems(self.input_size, self.patch_size, self.hidden_size, self.num_heads)
         if self.hidden_size % 4:
             problems.append(f"hidden size {self.hidden_size} must be divisible by 4 (2-D sin-cos positions)")
@@ -326,9 +329,9 @@ class DiT(nn.Module):
     def __new__(cls, config: DiTConfig | None = None, *args, **kwargs):
         # DiT(config) builds text models too, so every loader (checkpoints, flops) handles them unchanged.
         # (config is None when copy.deepcopy / pickle rebuild an instance: keep the class as it is.)
-        if cls is DiT and getattr(config, "block", None) == "cross-text":
-            from .text_dit import TextDiT
-            cls = TextDiT
+        if cls is DiT and getattr(config, "block", None) in TEXT_BLOCKS:
+            module, name = TEXT_BLOCKS[config.block].split(":")
+            cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
         return super().__new__(cls)
 
     def __init__(self, config: DiTConfig):

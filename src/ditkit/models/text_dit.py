@@ -12,7 +12,7 @@ MLP(pooled)``, so every block's adaLN-Zero modulation sees the whole prompt (Ima
 to the timestep embedding the same way; DiT's own ablation found adaLN-Zero the fastest-learning way to
 condition). The null text has its own learned pooled vector.
 
-``DiT(config)`` with ``block="cross-text"`` builds a ``TextDiT``; ``model(x, t, y)`` takes ``y`` as a
+``DiT(config)`` with ``block="cross-text"`` builds a ``TextDiT`` (``"joint-text"``: ``models/joint_text_dit.py``); ``model(x, t, y)`` takes ``y`` as a
 ``TextEncoding`` (states (N, L, text_dim), mask (N, L), pooled) from ``ditkit.codecs.text``.
 """
 
@@ -65,7 +65,8 @@ class CrossTextBlock(nn.Module):
 
 
 class TextDiT(DiT):
-    """(x_t, t, text) -> (N, out_channels, H, W); built by ``DiT(config)`` for ``block="cross-text"``."""
+    """(x_t, t, text) -> (N, out_channels, H, W); built by ``DiT(config)`` for ``block="cross-text"``.
+    Other text blocks subclass it and override ``_build_blocks``, ``_zero_init_blocks`` and ``forward``."""
 
     # The pooled-text path starts as a no-op (zero last layer), so ``--init-from`` a model without it starts
     # as that model: a finetune may add it.
@@ -88,18 +89,25 @@ class TextDiT(DiT):
         if config.text_pooled:
             self.pooled_projection = nn.Sequential(nn.Linear(config.text_dim, d), nn.SiLU(), nn.Linear(d, d))
             self.null_pooled = nn.Parameter(torch.zeros(1, d))
-        self.blocks = nn.ModuleList(CrossTextBlock(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
+        self.blocks = self._build_blocks(config)
         self.final_layer = AdaptiveFinalLayer(d, config.patch_size, config.out_channels)
         self.initialize_weights()
 
-    def initialize_weights(self) -> None:
-        super().initialize_weights()  # xavier linears, N(0, .02) timestep MLP, zero adaLN and final layer
-        nn.init.normal_(self.null_text, std=0.02)
-        for block in self.blocks:  # zero cross-attention output: every block starts as the identity
+    def _build_blocks(self, config: DiTConfig) -> nn.ModuleList:
+        return nn.ModuleList(CrossTextBlock(config.hidden_size, config.num_heads, config.mlp_ratio)
+                             for _ in range(config.depth))
+
+    def _zero_init_blocks(self) -> None:
+        for block in self.blocks:  # zero gates and cross-attention output: every block starts as the identity
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
             nn.init.zeros_(block.cross_attn.proj.weight)
             nn.init.zeros_(block.cross_attn.proj.bias)
+
+    def initialize_weights(self) -> None:
+        super().initialize_weights()  # xavier linears, N(0, .02) timestep MLP, zero final layer
+        nn.init.normal_(self.null_text, std=0.02)
+        self._zero_init_blocks()
         if self.pooled_projection is not None:  # starts as the model without it: c = emb(t)
             nn.init.zeros_(self.pooled_projection[-1].weight)
             nn.init.zeros_(self.pooled_projection[-1].bias)
@@ -125,19 +133,27 @@ class TextDiT(DiT):
         first[:, 0] = True
         return context, torch.where(null[:, None], first, mask), null  # a null row attends to its null token
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: TextEncoding | None = None) -> torch.Tensor:
+    def _check_inputs(self, x: torch.Tensor, y) -> None:
         if not isinstance(y, TextEncoding):
             raise DitkitError("this is a text model: condition it on encoded text (the empty prompt for none), "
                               "not on class labels")
         if x.shape[-1] != self.config.input_size or x.shape[-2] != self.config.input_size:
             raise DitkitError(f"model expects {self.config.input_size}x{self.config.input_size} inputs, got "
                               f"{x.shape[-2]}x{x.shape[-1]}")
+
+    def add_pooled(self, c: torch.Tensor, text: TextEncoding, null: torch.Tensor) -> torch.Tensor:
+        """``c`` (N, D) plus the projected pooled text (its null vector on null rows) with ``text_pooled``."""
+        if self.pooled_projection is None:
+            return c
+        pooled = self.pooled_projection(text.pooled.to(c.dtype))  # (N, D)
+        return c + torch.where(null[:, None], self.null_pooled.to(c.dtype), pooled)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: TextEncoding | None = None) -> torch.Tensor:
+        self._check_inputs(x, y)
         tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)  # (N, T, D)
         c = self.t_embedder(t)  # (N, D)
         context, mask, null = self.text_context(y, tokens.dtype)  # (N, L, D), (N, L), (N,)
-        if self.pooled_projection is not None:
-            pooled = self.pooled_projection(y.pooled.to(c.dtype))  # (N, D)
-            c = c + torch.where(null[:, None], self.null_pooled.to(c.dtype), pooled)
+        c = self.add_pooled(c, y, null)  # (N, D)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
                 tokens = checkpoint(block, tokens, c, context, mask, use_reentrant=False)

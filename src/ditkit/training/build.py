@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass, replace
@@ -74,6 +75,13 @@ def on_main_then_share(d: Dist, fn):
 
 
 def check_writable(run_dir: str) -> None:
+    """Fail now, not after data and model are built, if ``run_dir`` cannot be written. Folders the probe
+    creates are removed again, so a run stopped later by bad input leaves no empty folder behind."""
+    first_new = run_dir  # the outermost folder this probe creates, if any
+    while not os.path.exists(first_new) and os.path.dirname(first_new) != first_new \
+            and not os.path.exists(os.path.dirname(first_new)):
+        first_new = os.path.dirname(first_new)
+    created = not os.path.exists(first_new)
     try:
         os.makedirs(run_dir, exist_ok=True)
         probe = os.path.join(run_dir, ".write-test")
@@ -82,6 +90,9 @@ def check_writable(run_dir: str) -> None:
         os.remove(probe)
     except OSError as exc:
         raise DitkitError(f"cannot write to the output folder {run_dir}: {exc.strerror or exc}") from exc
+    finally:
+        if created:
+            shutil.rmtree(first_new, ignore_errors=True)
 
 
 def read_resume(config: TrainConfig, run_dir: str) -> dict | None:

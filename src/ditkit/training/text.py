@@ -1,4 +1,5 @@
-"""Training text-to-image models: ``ditkit train --text-encoder minilm`` (captions in, a ``cross-text`` DiT out).
+"""Training text-to-image models: ``ditkit train --text-encoder minilm`` (captions in, a text DiT out:
+``cross-text`` blocks, or ``joint-text`` with ``--block``).
 
 The conditioning follows the data: with a text encoder, ``--data shapes`` / ``mnist`` / a folder give
 captions (``data.captions``) and the model is a text model; without one, labels and a class model.
@@ -19,6 +20,7 @@ from ..codecs.text import make_text_codec
 from ..codecs.text_cache import TextCache
 from ..data.captions import load_captioned_dataset
 from ..errors import DitkitError
+from ..models.dit import TEXT_BLOCKS
 from .build import Data
 from .hooks import SampleGridHook
 from .outputs import fork_rng_around
@@ -53,12 +55,13 @@ class TextTraining:
         self.grid_prompts = [dataset.caption(i * len(dataset) // count) for i in range(count)]
 
     def with_model_fields(self, config):
-        """``config`` with the model's text fields set (block cross-text, the encoder's width and length)."""
-        block = config.model_overrides.get("block")
-        if block not in (None, "cross-text"):
-            raise DitkitError(f"a text model uses the 'cross-text' block, not {block!r} (drop --block or "
-                              f"--text-encoder)")
-        fields = {"block": "cross-text", "text_dim": self.codec.width, "text_len": self.codec.max_length}
+        """``config`` with the model's text fields set (a text block, cross-text unless ``--block`` names
+        another; the encoder's width and length)."""
+        block = config.model_overrides.get("block") or "cross-text"
+        if block not in TEXT_BLOCKS:
+            raise DitkitError(f"a text model uses a text block ({', '.join(TEXT_BLOCKS)}), not {block!r} (change "
+                              f"--block or drop --text-encoder)")
+        fields = {"block": block, "text_dim": self.codec.width, "text_len": self.codec.max_length}
         return replace(config, model_overrides={**config.model_overrides, **fields})
 
     def objective(self, diffusion) -> TextObjective:
