@@ -78,9 +78,22 @@ def test_cli_pixel_space(capsys):
     assert "pixel space" in out and "3x32x32" in out
 
 
+@pytest.mark.parametrize("block", ["cross-text", "joint-text"])
+def test_cli_text_blocks_count_their_text(block, capsys):
+    assert main(["flops", "--model", "DiT-S/2", "--image-size", "32", "--pixel", "--block", block, "--text-dim", "384",
+                 "--text-len", "32"]) == 0
+    out = capsys.readouterr().out
+    expected = count_flops(dict(input_size=32, patch_size=2, in_channels=3, hidden_size=384, depth=12, num_heads=6,
+                                num_classes=0, block=block, text_dim=384, text_len=32)) / 1e9
+    assert "text 32x384" in out and f"Gflops: {expected:.2f}" in out
+    assert main(["flops", "--model", "DiT-S/2", "--pixel", "--image-size", "32", "--block", block]) == 0
+    assert f"Gflops: {expected:.2f}" not in capsys.readouterr().out  # CLIP's 77x768 by default costs more
+
+
 @pytest.mark.parametrize(
     "args",
-    [("--model", "DiT-S/8", "--image-size", "250"), ("--model", "DiT-Q/2"), ("--model", "DiT-S/8", "--image-size", "32")],
+    [("--model", "DiT-S/8", "--image-size", "250"), ("--model", "DiT-Q/2"), ("--model", "DiT-S/8", "--image-size", "32"),
+     ("--block", "joint-text", "--text-len", "0")],
 )
 def test_cli_bad_input_is_one_line_exit_2(args, capsys):
     assert main(["flops", *args]) == 2
