@@ -368,6 +368,25 @@ def test_info_prints_config_params_and_gflops_for_all_three_kinds(tmp_path, caps
     assert json.loads(capsys.readouterr().out)["class_names"] == ["a", "b", "c"]
 
 
+def test_info_shows_how_a_bundled_model_was_made_and_scored_line_by_line(capsys):
+    from ditkit.checkpoints import bundled_models
+
+    assert main(["info", "shapes-t2i"]) == 0
+    out = capsys.readouterr().out
+    extra = json.loads((bundled_models()["shapes-t2i"] / "config.json").read_text())["extra"]
+    assert "text encoder: type=text, spec=minilm, max_length=32, width=384" in out
+    assert f"  $ {extra['training_commands'][0]}\n" in out  # each command alone on its line, ready to copy
+    assert f"  $ {extra['evaluation']['commands'][0]}\n" in out
+    seen = extra["evaluation"]["metrics"]["seen"]
+    assert f"  seen: count_prompts 1000, count {seen['count']:.3f}, shape {seen['shape']:.3f}" in out
+    assert "train config: " in out and '"lr"' not in out  # the full training config is in --json
+    for command in ("info", "sample"):  # every bundled model is named in the help of the commands taking one
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even at hyphens
+        assert all(name in help_text for name in bundled_models()), command
+
+
 def test_info_bad_input_is_one_line_exit_2(tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("hello")

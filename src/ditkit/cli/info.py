@@ -26,7 +26,7 @@ def add_checkpoint_arguments(parser) -> None:
     """The CHECKPOINT positional and ``--num-heads`` (official files do not store it), for commands that load one."""
     parser.add_argument("checkpoint", help="checkpoint folder, its config.json, an official .pt file, a diffusers "
                                            "DiT folder, a UniDiffuser folder, or a bundled model's name "
-                                           "(mnist-dit, shapes-dit)")
+                                           "(mnist-dit, shapes-dit, shapes-t2i)")
     parser.add_argument("--num-heads", type=int, default=None,
                         help="attention heads, for official files of no paper size (the weights do not store it)")
 
@@ -35,6 +35,41 @@ def _kv(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) if value else "(defaults)"
     return "none" if value is None else str(value)
+
+
+def _scores(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+
+
+def print_extra(extra: dict) -> None:
+    """The ``extra`` record (how the model was made and scored) as readable lines; ``--json`` has it whole."""
+    if not extra:
+        return
+    for key, value in extra.items():
+        label = key.replace("_", " ")
+        if key == "training_command" and "training_commands" in extra:
+            continue  # the first of training_commands
+        if key == "train_config":
+            print(f"{label}: {len(value)} settings (see --json)")
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            print(f"{label}:" + "".join(f"\n  $ {v}" for v in value))
+        elif key == "evaluation" and isinstance(value, dict):
+            print("evaluation:")
+            for command in value.get("commands", []):
+                print(f"  $ {command}")
+            for name, metrics in value.get("metrics", {}).items():
+                shown = _scores(metrics) if isinstance(metrics, dict) else f"{metrics:.4g}" \
+                    if isinstance(metrics, float) else metrics
+                print(f"  {name}: {shown}")
+            for k, v in value.items():
+                if k not in ("commands", "metrics"):
+                    print(f"  {k.replace('_', ' ')}: {_kv(v) if isinstance(v, dict) else v}")
+        elif isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+            print(f"{label}: {_kv(value)}")
+        elif isinstance(value, (str, int, float, bool)):
+            print(f"{label}: {value}")
+        else:
+            print(f"{label}: {json.dumps(value)}")
 
 
 def run_unidiffuser(args) -> int:
@@ -62,8 +97,7 @@ def run_unidiffuser(args) -> int:
     print(f"uvit: {_kv(config['uvit'])}")
     for key in ("image_size", "codec", "text_encoder", "image_encoder", "caption_decoder"):
         print(f"{key.replace('_', ' ')}: {_kv(config.get(key))}")
-    if config.get("extra"):
-        print(f"extra: {json.dumps(config['extra'])}")
+    print_extra(config.get("extra") or {})
     print("parameters: " + ", ".join(f"{part} {n:,}" for part, n in counts.items()))
     print(f"Gflops: {uvit_flops(uvit) / 1e9:.4g} per sample (the U-ViT forward, all three modalities)")
     return 0
@@ -99,8 +133,7 @@ def run(args) -> int:
     else:
         print(f"class names: none ({model['num_classes']} classes)" if model["num_classes"] else
               "class names: none (unconditional)")
-    if config.get("extra"):
-        print(f"extra: {json.dumps(config['extra'])}")
+    print_extra(config.get("extra") or {})
     print(f"parameters: {params:,}")
     print(f"Gflops: {count_flops(loaded.model.config) / 1e9:.4g} per image "
           f"(input {model['in_channels']}x{model['input_size']}x{model['input_size']})")
