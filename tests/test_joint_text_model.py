@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 
 import pytest
 import torch
 
 from ditkit.cli import main
 from ditkit.cli.train import _BLOCKS
-from ditkit.codecs.text import TextEncoding, minilm_path
+from ditkit.codecs.text import TextEncoding
 from ditkit.models import DiTConfig, create_model
 from ditkit.models.dit import BLOCKS, TEXT_BLOCKS, DiT
 from ditkit.models.flops import count_flops
@@ -113,19 +111,6 @@ def test_gflops_count_both_streams_and_the_joint_attention():
     projection = length * (384 * d + d * d)
     expected = (depth - 1) * text_stream + last_text + depth * joint + projection
     assert count_flops(cfg) - count_flops(base) == expected
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(os.path.join(minilm_path(), name), folder / name)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
-    return str(folder)
 
 
 def test_trained_and_sampled_through_the_cli(tiny_bert, tmp_path, capsys):

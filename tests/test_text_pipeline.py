@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,23 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ditkit.cli import main
-from ditkit.codecs.text import TextCodec, minilm_path
+from ditkit.codecs.text import TextCodec
 from ditkit.models import create_model
 from ditkit.pipelines import generate
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A randomly initialised 1-layer BERT with MiniLM's tokenizer: loads in a blink, same code path."""
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(os.path.join(minilm_path(), name), folder / name)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")
