@@ -101,6 +101,20 @@ def test_every_parameter_is_trained():
     assert missing == []
 
 
+def test_gradient_checkpointing_gives_the_same_output_and_gradients():
+    x, t, text = torch.randn(2, 3, 16, 16), torch.tensor([3, 700]), _text()
+    results = []
+    for checkpointing in (False, True):
+        model = _model(class_dropout_prob=0.0).train()
+        model.gradient_checkpointing = checkpointing
+        out = model(x, t, text)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.allclose(out_a, out_b, atol=1e-6) and len(grads_a) == len(grads_b)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_a, grads_b))
+
+
 def test_gflops_count_both_streams_and_the_joint_attention():
     cfg = dict(TINY, hidden_size=64, num_heads=4, text_dim=384, text_len=32)
     base = dict(cfg, block="adaln-zero", text_dim=0, text_len=0)
