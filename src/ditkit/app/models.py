@@ -74,7 +74,7 @@ class AppModel:
 def describe(loaded) -> Conditioning:
     """The conditioning of a loaded DiT (``pipelines.LoadedModel``)."""
     config = loaded.model.config
-    if getattr(config, "text_dim", 0):  # block "cross-text": conditioned on encoded text
+    if getattr(config, "text_dim", 0):  # a text block (cross-text, joint-text): conditioned on encoded text
         return Conditioning("text")
     num_classes = getattr(config, "num_classes", 0) or 0
     if num_classes == 0:
