@@ -1,7 +1,7 @@
 """Sampling text-to-image models: prompts → per-sample text conditioning, guidance inputs, captioned grids.
 
-A text model (block ``"cross-text"`` or ``"joint-text"``) takes prompts (``--prompt``, ``--prompts-file``) where a label model
-takes classes; each is refused for the other kind with one clear message. Classifier-free guidance
+A text model (block ``"cross-text"`` or ``"joint-text"``) takes prompts (``--prompt``, ``--prompts-file``)
+where a label model takes classes; each is refused for the other kind with one clear message. Classifier-free guidance
 contrasts each prompt with the null text (the empty prompt), or with ``negative_prompt`` when given.
 """
 
