@@ -62,7 +62,8 @@ class DiTConfig:
         problems = []
         text_blocks = " or ".join(f"'{b}'" for b in TEXT_BLOCKS)
         if (self.block in TEXT_BLOCKS) != (self.text_dim > 0) or (self.text_dim > 0) != (self.text_len > 0):
-            problems.append(f"the text blocks ({text_blocks}), and only they, take text: text_dim and text_len > 0")
+            problems.append(f"a text block ({text_blocks}), and only a text block, takes text: text_dim and "
+                            f"text_len > 0")
         if self.text_pooled and not self.text_dim:
             problems.append(f"text_pooled needs a text model (block {text_blocks})")
         if self.text_dim > 0 and self.num_classes:
