@@ -202,3 +202,22 @@ def test_finetune_adds_the_pooled_text_path_and_starts_as_the_source(text_run, t
     train(back)  # the other way round the pooled path is dropped, and said so
     notes = json.loads((tmp_path / "plain" / "train_config.json").read_text())["init_from_notes"]
     assert notes == ["not in this model, dropped from the source: null_pooled, pooled_projection"]
+
+
+def test_a_joint_text_model_trains_and_samples_and_label_blocks_are_refused(tiny_bert, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--data", "shapes", "--text-encoder", tiny_bert, "--model", "DiT-S/4", "--depth", "2",
+              "--hidden-size", "32", "--num-heads", "2", "--image-size", "16", "--global-batch-size", "8",
+              "--lr", "3e-3", "--ema-decay", "0", "--log-every", "5", "--no-progress"]
+    assert main(["train", *common, "--block", "joint-text", "--max-steps", "10", "--ckpt-every", "10",
+                 "--sample-every", "0", "--out", str(out)]) == 0
+    step = out / "checkpoints" / "step-0000010"
+    config = json.loads((step / "config.json").read_text())
+    assert config["model"]["block"] == "joint-text" and config["model"]["text_len"] == 32
+    samples = tmp_path / "samples"
+    assert main(["sample", "--checkpoint", str(step), "--prompt", "a large red circle left of a small blue square",
+                 "-n", "2", "--sampler", "ddim", "--steps", "2", "--cfg-scale", "3", "--out", str(samples)]) == 0
+    assert len(list((samples / "samples").glob("*.png"))) == 2
+    capsys.readouterr()
+    assert main(["train", *common, "--block", "adaln-zero", "--max-steps", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "text block" in capsys.readouterr().err and not (tmp_path / "bad").exists()

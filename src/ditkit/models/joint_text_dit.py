@@ -20,9 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from ..codecs.text import TextEncoding
 from .dit import DiTConfig, Mlp, modulate
 from .text_dit import TextDiT
 
@@ -91,16 +89,3 @@ class JointTextDiT(TextDiT):
             for stream in (block.image, block.text):
                 nn.init.zeros_(stream.adaLN_modulation[-1].weight)
                 nn.init.zeros_(stream.adaLN_modulation[-1].bias)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: TextEncoding | None = None) -> torch.Tensor:
-        self._check_inputs(x, y)
-        tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)  # (N, T, D)
-        c = self.t_embedder(t)  # (N, D)
-        context, mask, null = self.text_context(y, tokens.dtype)  # (N, L, D), (N, L), (N,)
-        c = self.add_pooled(c, y, null)  # (N, D)
-        for block in self.blocks:
-            if self.gradient_checkpointing and self.training:
-                tokens, context = checkpoint(block, tokens, c, context, mask, use_reentrant=False)
-            else:
-                tokens, context = block(tokens, c, context, mask)  # (N, T, D), (N, L, D)
-        return self.unpatchify(self.final_layer(tokens, c))

@@ -62,12 +62,13 @@ class CrossTextBlock(nn.Module):
         x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
         x = x + self.cross_attn(self.norm_cross(x), context, mask)
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
-        return x
+        return x, context  # every text block maps (x, c, context, mask) -> (x, context); this one keeps the text
 
 
 class TextDiT(DiT):
     """(x_t, t, text) -> (N, out_channels, H, W); built by ``DiT(config)`` for ``block="cross-text"``.
-    Other text blocks subclass it and override ``_build_blocks``, ``_zero_init_blocks`` and ``forward``."""
+    Other text blocks subclass it and override ``_build_blocks`` and ``_zero_init_blocks``; every block maps
+    ``(x, c, context, mask)`` to ``(x, context)``."""
 
     # The pooled-text path starts as a no-op (zero last layer), so ``--init-from`` a model without it starts
     # as that model: a finetune may add it.
@@ -134,32 +135,24 @@ class TextDiT(DiT):
         first[:, 0] = True
         return context, torch.where(null[:, None], first, mask), null  # a null row attends to its null token
 
-    def _check_inputs(self, x: torch.Tensor, y) -> None:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: TextEncoding | None = None) -> torch.Tensor:
         if not isinstance(y, TextEncoding):
             raise DitkitError("this is a text model: condition it on encoded text (the empty prompt for none), "
                               "not on class labels")
         if x.shape[-1] != self.config.input_size or x.shape[-2] != self.config.input_size:
             raise DitkitError(f"model expects {self.config.input_size}x{self.config.input_size} inputs, got "
                               f"{x.shape[-2]}x{x.shape[-1]}")
-
-    def add_pooled(self, c: torch.Tensor, text: TextEncoding, null: torch.Tensor) -> torch.Tensor:
-        """``c`` (N, D) plus the projected pooled text (its null vector on null rows) with ``text_pooled``."""
-        if self.pooled_projection is None:
-            return c
-        pooled = self.pooled_projection(text.pooled.to(c.dtype))  # (N, D)
-        return c + torch.where(null[:, None], self.null_pooled.to(c.dtype), pooled)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: TextEncoding | None = None) -> torch.Tensor:
-        self._check_inputs(x, y)
         tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)  # (N, T, D)
         c = self.t_embedder(t)  # (N, D)
         context, mask, null = self.text_context(y, tokens.dtype)  # (N, L, D), (N, L), (N,)
-        c = self.add_pooled(c, y, null)  # (N, D)
+        if self.pooled_projection is not None:
+            pooled = self.pooled_projection(y.pooled.to(c.dtype))  # (N, D)
+            c = c + torch.where(null[:, None], self.null_pooled.to(c.dtype), pooled)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
-                tokens = checkpoint(block, tokens, c, context, mask, use_reentrant=False)
+                tokens, context = checkpoint(block, tokens, c, context, mask, use_reentrant=False)
             else:
-                tokens = block(tokens, c, context, mask)
+                tokens, context = block(tokens, c, context, mask)  # (N, T, D), (N, L, D)
         return self.unpatchify(self.final_layer(tokens, c))
 
 
