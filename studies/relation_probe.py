@@ -55,7 +55,7 @@ def main() -> None:
     data = ComposedShapesDataset(32, "test", length=2000)
     scenes = [s for s in map(data.scene, range(len(data))) if s.relation][:args.pairs]
 
-    def recolour(obj):  # three colours along: always a different colour, never a held-out pair by construction
+    def recolour(obj):  # three colours along the list: always a different colour
         return f"{obj.size} {COLOUR_NAMES[(COLOUR_NAMES.index(obj.colour) + 3) % len(COLOUR_NAMES)]} {obj.shape}"
 
     prompt_sets = {r: [f"a {s.objects[0].phrase()} {r} a {s.objects[1].phrase()}" for s in scenes] for r in RELATIONS}
