@@ -10,7 +10,7 @@ relations ("a {A} left of a {B}", ...), and, as a yardstick, "left of" with A's 
   ``A left`` / ``A right``; same column: ``A above`` / ``A below``; ``diagonal``; ``unreadable`` when it does not
   see exactly two objects matching A's and B's colour and shape). A model that reads the relation puts most of
   each row's mass in the asked column; one that ignores it has four alike rows.
-- ``mean_abs_change``: the mean absolute pixel change (images in [-1, 1]) from the "left of" image to the
+- ``mean_abs_change_from_left_of``: the mean absolute pixel change (images in [-1, 1]) from the "left of" image to the
   "right of" and "above" images, and to the image with A's colour changed.
 """
 
