@@ -103,6 +103,21 @@ def test_diffusers_folder_loads_back_into_ditkit(tmp_path, capsys):
     assert "(diffusers)" in capsys.readouterr().out
 
 
+def test_out_option_equals_the_positional_folder(tmp_path, capsys):
+    assert _export(capsys, STATE_DICT, tmp_path / "positional", "--num-heads", "4")[0] == 0
+    assert _export(capsys, STATE_DICT, "--out", tmp_path / "option", "--num-heads", "4")[0] == 0
+    files = sorted(p.relative_to(tmp_path / "positional") for p in (tmp_path / "positional").rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(tmp_path / "option")
+                                     for p in (tmp_path / "option").rglob("*") if p.is_file())
+    for name in files:
+        assert (tmp_path / "positional" / name).read_bytes() == (tmp_path / "option" / name).read_bytes(), name
+    code, _, err = _export(capsys, STATE_DICT, "--num-heads", "4")
+    assert code == 2 and "needs the folder to write" in err and err.count("\n") == 1
+    code, _, err = _export(capsys, STATE_DICT, tmp_path / "a", "--out", tmp_path / "b", "--num-heads", "4")
+    assert code == 2 and "two output folders" in err and err.count("\n") == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_native_diffusers_dit_without_ditkit_metadata_loads(tmp_path, capsys):
     """A diffusers folder ditkit did not write (no ditkit_config.json): config from the transformer config."""
     reference = ditkit.load_model(STATE_DICT, num_heads=4)

@@ -214,8 +214,9 @@ def test_class_count_mismatch_on_resume(tmp_path):
     ("batch_too_big", "fewer than one global batch"),
     ("bad_model", "unknown model name"),
 ])
-def test_bad_input_is_one_clear_line(folder, tmp_path, case, message, run_cli):
-    data, out, extra = folder, str(tmp_path / "out"), []
+def test_bad_input_is_one_clear_line(folder, tmp_path, case, message, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --out relative, new folders two deep, as a user types it: none may be left
+    data, out, extra = folder, os.path.join("runs", "out"), []
     if case == "missing":
         data = str(tmp_path / "nope")
     elif case == "empty":
@@ -234,6 +235,7 @@ def test_bad_input_is_one_clear_line(folder, tmp_path, case, message, run_cli):
                       "--no-progress", *extra])
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_corrupt_images_skipped_or_strict(tmp_path, run_cli):

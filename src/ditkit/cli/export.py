@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                               help="write a checkpoint in another library's layout (diffusers' DiTPipeline)")
     add_checkpoint_arguments(p)
-    p.add_argument("out", help="the folder to write (must not exist, or be empty)")
+    p.add_argument("out", nargs="?", help="the folder to write (must not exist, or be empty); or --out")
+    p.add_argument("--out", dest="out_option", metavar="OUT", help="the same, as the other commands spell it")
     p.add_argument("--format", choices=["diffusers"], default="diffusers", help="the layout to write")
     p.add_argument("--vae", default=None,
                    help="the VAE to ship (ema, mse, a hub id or a local AutoencoderKL folder); default: the one "
@@ -27,6 +28,13 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..checkpoints import load_checkpoint
+    from ..errors import DitkitError
+
+    if args.out and args.out_option and args.out != args.out_option:
+        raise DitkitError(f"two output folders given ({args.out} and --out {args.out_option}): give one")
+    args.out = args.out or args.out_option
+    if not args.out:
+        raise DitkitError("ditkit export needs the folder to write: ditkit export CHECKPOINT --out OUT")
     from ..interop.diffusers import export_diffusers
 
     with warnings.catch_warnings():  # guesses (a head count) are what `ditkit info` reports; not repeated here

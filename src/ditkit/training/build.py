@@ -77,9 +77,8 @@ def on_main_then_share(d: Dist, fn):
 def check_writable(run_dir: str) -> None:
     """Fail now, not after data and model are built, if ``run_dir`` cannot be written. Folders the probe
     creates are removed again, so a run stopped later by bad input leaves no empty folder behind."""
-    first_new = run_dir  # the outermost folder this probe creates, if any
-    while not os.path.exists(first_new) and os.path.dirname(first_new) != first_new \
-            and not os.path.exists(os.path.dirname(first_new)):
+    first_new = os.path.abspath(run_dir)  # the outermost folder this probe creates, if any (absolute: a
+    while not os.path.exists(os.path.dirname(first_new)):  # relative path's top folder has dirname "")
         first_new = os.path.dirname(first_new)
     created = not os.path.exists(first_new)
     try:
