@@ -6,18 +6,30 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "reference-dit"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # golden data, vendored: see fixtures/README.md
 
 # CI has 2 dedicated cores; an explicit OMP_NUM_THREADS (e.g. on a shared machine) wins.
 if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def fixture_path(*parts: str) -> Path:
+    """A vendored golden file or folder, e.g. ``fixture_path("reference-dit", "tiny_dit_expected.pt")``.
+
+    The one way tests reach tests/fixtures. A missing one raises (a failure, or a collection error at module
+    level), never a skip: the golden tests must not pass by not running.
+    """
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"test fixture missing: {path} (vendored in the repository; see "
+                                f"tests/fixtures/README.md)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.fail(f"reference fixtures not found at {FIXTURES} (CI keeps ../shared beside the checkout)")
-    return FIXTURES
+    """The official DiT fixtures (tests/fixtures/reference-dit)."""
+    return fixture_path("reference-dit")
 
 
 @pytest.fixture(scope="session")

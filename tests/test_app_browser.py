@@ -88,7 +88,7 @@ def browser():
     except ImportError:
         pytest.fail('the browser test needs playwright: pip install -e ".[test]"')
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"no Chromium at {CHROMIUM}: install it (apt-get install -y chromium), as .ci/run does")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install it (apt-get install -y chromium), as ./run test does")
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         try:
             context = p.chromium.launch_persistent_context(

@@ -25,7 +25,9 @@ from ditkit.codecs import PixelCodec
 from ditkit.errors import DitkitError
 from ditkit.models import DiTConfig, create_model
 
-FIXTURES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "reference-dit").resolve()
+from conftest import fixture_path
+
+FIXTURES = fixture_path("reference-dit")
 STATE_DICT = FIXTURES / "tiny_dit_state_dict.pt"
 TRAIN_CHECKPOINT = FIXTURES / "tiny_dit_train_checkpoint.pt"
 TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, mlp_ratio=4.0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,9 @@ from ditkit.errors import DitkitError
 from ditkit.models import create_model
 from ditkit.models.flops import count_flops, count_params, model_complexity
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "reference-dit"
+from conftest import fixture_path
+
+FIXTURES = fixture_path("reference-dit")
 OFFICIAL_GFLOPS = json.loads((FIXTURES / "official_gflops.json").read_text())
 
 

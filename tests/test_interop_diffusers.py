@@ -17,9 +17,11 @@ from ditkit.errors import DitkitError
 from ditkit.interop.diffusers import use_dit_timestep_frequencies
 from ditkit.models import create_model
 
+from conftest import fixture_path
+
 diffusers = pytest.importorskip("diffusers")
 
-FIXTURES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "reference-dit").resolve()
+FIXTURES = fixture_path("reference-dit")
 STATE_DICT = FIXTURES / "tiny_dit_state_dict.pt"
 TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, mlp_ratio=4.0,
             num_classes=10, class_dropout_prob=0.1, learn_sigma=True, block="adaln-zero")

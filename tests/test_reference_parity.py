@@ -1,4 +1,4 @@
-"""Parity with golden outputs of the official DiT code (../shared/fixtures/reference-dit)."""
+"""Parity with golden outputs of the official DiT code (tests/fixtures/reference-dit)."""
 
 import pytest
 import torch

@@ -2,7 +2,6 @@
 official-file loaders (on the fixture's tiny U-ViT and a tiny GPT-2 caption decoder) and the word decoder."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,9 @@ from ditkit.errors import DitkitError
 from ditkit.models.caption_decoder import WordPrefixDecoder, build_vocab
 from ditkit.pipelines.unidiffuser import UniDiffuser
 
-FIXTURES = Path(__file__).resolve().parents[1] / "../shared/fixtures/reference-unidiffuser"
+from conftest import fixture_path
+
+FIXTURES = fixture_path("reference-unidiffuser")
 CAPTIONS = ["a large red circle in the top left", "a small blue star left of a large green square",
             "there is a small white cross at the top"]
 
@@ -103,7 +104,6 @@ def test_parts_that_do_not_fit_are_one_error():
                     image_size=8)
 
 
-@pytest.mark.skipif(not FIXTURES.exists(), reason="UniDiffuser fixtures not present")
 def test_official_uvit_file_loads_with_inferred_config_and_wrong_shapes_fail(tmp_path):
     path = FIXTURES / "tiny_uvit_state_dict.pt"  # the official key layout, like uvit_v1.pth
     net = load_official_uvit(path, num_heads=4)

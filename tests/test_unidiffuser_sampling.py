@@ -3,7 +3,6 @@ form, the 'fast' singlestep DPM-Solver (grids, orders, three full runs replaying
 every mode's guided network; plus the two-stage modes and clear errors."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +13,9 @@ from ditkit.diffusion.vp_schedule import DiscreteVPSchedule, stable_diffusion_be
 from ditkit.errors import DitkitError
 from ditkit.models.uvit import UViT, UViTConfig, load_uvit_state_dict
 
-FIXTURES = Path(__file__).resolve().parents[1] / "../shared/fixtures/reference-unidiffuser"
-pytestmark = pytest.mark.skipif(not FIXTURES.exists(), reason="UniDiffuser fixtures not present")
+from conftest import fixture_path
+
+FIXTURES = fixture_path("reference-unidiffuser")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 set on the meta device, config inference, clear errors for mismatched state dicts, Gflops."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +10,9 @@ from ditkit.errors import DitkitError
 from ditkit.models.uvit import (UVIT_V1, UViT, UViTConfig, infer_uvit_config, load_uvit_state_dict, uvit_flops,
                                 uvit_param_count)
 
-FIXTURES = Path(__file__).resolve().parents[1] / "../shared/fixtures/reference-unidiffuser"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.exists(), reason="UniDiffuser fixtures not present")
+from conftest import fixture_path
+
+FIXTURES = fixture_path("reference-unidiffuser")
 
 
 def _tiny_config() -> UViTConfig:
@@ -24,7 +24,6 @@ def _tiny_model() -> UViT:
     return load_uvit_state_dict(UViT(_tiny_config()), state).eval()
 
 
-@needs_fixtures
 @pytest.mark.parametrize("case", ["forward", "forward_interp"])
 def test_forward_matches_official(case):
     expected = torch.load(FIXTURES / "tiny_uvit_expected.pt", weights_only=True)[case]
@@ -42,7 +41,6 @@ def test_forward_matches_official(case):
         torch.testing.assert_close(out, expected[key], atol=1e-5, rtol=0)
 
 
-@needs_fixtures
 def test_real_v1_key_and_shape_set_is_exact():
     official = json.loads((FIXTURES / "official_v1_state_dict_shapes.json").read_text())
     shapes = {k: v for k, v in official["state_dict"].items() if not k.startswith("#")}
@@ -60,7 +58,6 @@ def test_real_v1_key_and_shape_set_is_exact():
     assert UVIT_V1.num_tokens == 1105
 
 
-@needs_fixtures
 def test_config_inferred_from_tiny_state_dict():
     state = torch.load(FIXTURES / "tiny_uvit_state_dict.pt", weights_only=True)
     assert infer_uvit_config(state, num_heads=4) == _tiny_config()
