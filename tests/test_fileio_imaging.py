@@ -29,14 +29,15 @@ def test_atomic_path_error_keeps_old_file(tmp_path):
 
 def test_atomic_dir_swaps_whole_folder(tmp_path):
     target = tmp_path / "ckpt"
-    with atomic_dir(target) as d:
+    ours = lambda folder: (folder / "x").is_file() or (folder / "y").is_file()  # noqa: E731 (the writer's marker)
+    with atomic_dir(target, ours) as d:
         (d / "x").write_text("1")
     with pytest.raises(ValueError):
-        with atomic_dir(target) as d:
+        with atomic_dir(target, ours) as d:
             (d / "y").write_text("2")
             raise ValueError
     assert sorted(p.name for p in target.iterdir()) == ["x"]
-    with atomic_dir(target) as d:
+    with atomic_dir(target, ours) as d:
         (d / "y").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == ["y"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import DitkitError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -48,19 +50,50 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> N
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
+def check_replaceable(path: str | os.PathLike, owned: Callable[[Path], bool] | None = None,
+                      what: str = "a folder ditkit wrote") -> Path:
+    """Refuse, with one ``DitkitError`` line, to replace ``path`` unless ditkit may: it is absent, an empty
+    folder, or a folder ``owned(path)`` recognises by its own marker (which ditkit command wrote it).
+
+    A file, a symlink, a folder of anyone else's and the current folder (or one holding it) are never replaced:
+    nothing a user owns is ever deleted. Call it before the work, so bad input costs nothing.
+    """
+    path = Path(path).expanduser()
+    if not os.path.lexists(path):
+        return path
+    here = Path.cwd().resolve()
+    if path.resolve() == here or path.resolve() in here.parents:
+        raise DitkitError(f"{path} is the current folder (or holds it), so it was not overwritten; "
+                          f"choose a new folder for {what}.")
+    if path.is_symlink() or not path.is_dir():
+        raise DitkitError(f"{path} is a file, not {what}, so it was not overwritten; choose a new folder.")
+    try:
+        empty = not any(path.iterdir())
+    except OSError as exc:
+        raise DitkitError(f"cannot read the folder {path} ({exc.strerror or exc}).") from None
+    if not empty and not (owned is not None and owned(path)):
+        raise DitkitError(f"{path} already holds files and is not {what}, so it was not overwritten (ditkit replaces "
+                          "only a folder it wrote itself); choose a new or empty folder.")
+    return path
+
+
 @contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, owned: Callable[[Path], bool] | None = None,
+               what: str = "a folder ditkit wrote") -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it takes ``path``'s place.
 
+    ``path`` may be absent, an empty folder, or a folder ``owned(path)`` recognises as this writer's own
+    (``check_replaceable``, checked before the body runs and again before the swap); anything else is refused.
     An existing folder at ``path`` is replaced whole only once the new one is complete (it is renamed aside,
     the new one renamed in, then the old one removed), so a reader sees the old or the new, never a mixture.
     """
-    path = Path(path)
+    path = check_replaceable(path, owned, what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
         _apply_umask(tmp)
+        check_replaceable(path, owned, what)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old / "x")
@@ -71,6 +104,40 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Fail now, not after the work, when a result file cannot be written at ``path`` (a folder is there, its
+    folder is missing or read-only). Creates nothing."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise DitkitError(f"{flag} {path} is a folder; give the file to write, e.g. {path / 'scores.json'}.")
+    if not path.parent.resolve().is_dir():
+        raise DitkitError(f"cannot write {flag} {path}: the folder {path.parent} does not exist.")
+    _probe(path.parent, f"{flag} {path}")
+    return path
+
+
+def check_writable(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Fail now, not after the work, when the folder ``path`` (or, when absent, the folder that will hold it)
+    cannot be written; a file at ``path`` or above it is refused too. Creates nothing."""
+    path = Path(path).expanduser()
+    probe = path.absolute()
+    while not probe.is_dir():
+        if os.path.lexists(probe):
+            raise DitkitError(f"cannot write {flag} {path}: {probe} is a file, not a folder.")
+        probe = probe.parent
+    _probe(probe, f"{flag} {path}")
+    return path
+
+
+def _probe(folder: Path, what: str) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ditkit-write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise DitkitError(f"cannot write {what}: {folder} is not writable ({exc.strerror or exc}).") from None
 
 
 def _apply_umask(folder: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import DitkitError
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_replaceable
 from ..models.dit import DiT
 from ..version import __version__
 
@@ -70,6 +70,9 @@ def make_checkpoint_config(model: DiT, *, diffusion=None, codec=None, class_name
     return data
 
 
+WHAT = "a ditkit checkpoint (its config.json says \"format\": \"ditkit\")"
+
+
 def _is_replaceable(path: Path) -> bool:
     """Only an empty folder or one of our checkpoints may be replaced; anything else is the user's data."""
     if not path.is_dir():
@@ -100,9 +103,8 @@ def save_pretrained(model: DiT, path, *, diffusion=None, codec=None, class_names
     path = Path(path).expanduser()
     model = unwrap(model)
     config = make_checkpoint_config(model, diffusion=diffusion, codec=codec, class_names=class_names, extra=extra)
-    if path.exists() and not _is_replaceable(path):
-        raise DitkitError(f"{path} exists and is not a ditkit checkpoint, so it was not overwritten.")
-    with atomic_dir(path) as tmp:
+    check_replaceable(path, _is_replaceable, WHAT)  # before any work: anything else there is the user's
+    with atomic_dir(path, _is_replaceable, WHAT) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ditkit_version": __version__})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

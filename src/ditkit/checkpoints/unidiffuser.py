@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import DitkitError
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_replaceable
 from ..models.uvit import UViT, UViTConfig, infer_uvit_config, load_uvit_state_dict
 from ..version import __version__
 from .bundled import locate
@@ -34,17 +34,19 @@ def is_unidiffuser_folder(path) -> bool:
         return False
 
 
+UNI_WHAT = "a ditkit UniDiffuser checkpoint (its config.json says \"format\": \"ditkit-unidiffuser\")"
+
+
 def save_unidiffuser_folder(path, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
     """Write config + weights atomically; an existing folder is replaced only if it is one of ours (or empty)."""
     path = Path(path).expanduser()
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or is_unidiffuser_folder(path))):
-        raise DitkitError(f"{path} exists and is not a ditkit UniDiffuser checkpoint, so it was not overwritten.")
+    check_replaceable(path, is_unidiffuser_folder, UNI_WHAT)  # before any work: anything else is the user's
     data = {"format": UNI_FORMAT, "ditkit_version": __version__, **config}
     try:
         text = json.dumps(data, indent=2) + "\n"
     except (TypeError, ValueError) as exc:
         raise DitkitError(f"the UniDiffuser config is not JSON-serialisable ({exc}).") from None
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, is_unidiffuser_folder, UNI_WHAT) as tmp:
         weights = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         save_file(weights, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ditkit_version": __version__})
         (tmp / CONFIG_NAME).write_text(text)

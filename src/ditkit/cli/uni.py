@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import math
+from contextlib import contextmanager
+
 from ..diffusion.unidiffuser import MODES
 from ..errors import DitkitError
 
@@ -26,10 +30,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--caption-decoder", metavar="PATH", help="the official caption_decoder.pth (with --uvit)")
     p.add_argument("--steps", type=int, default=50, help="DPM-Solver steps = network evaluations (default 50, as "
                                                          "the official sampler)")
-    p.add_argument("--scale", type=float, default=7.0, help="guidance scale (default 7, as the official sampler)")
+    p.add_argument("--scale", type=guidance_scale, default=7.0, help="guidance scale >= 0 (default 7, as the official "
+                                                                     "sampler; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="same seed and inputs → same outputs")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
-    p.add_argument("--out", default="ditkit-uni", help="output folder, replaced whole (default ./ditkit-uni)")
+    p.add_argument("--out", default="ditkit-uni", help="output folder: new, empty, or an earlier `ditkit uni` output "
+                                                       "(replaced whole); nothing else is replaced (default ./ditkit-uni)")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 … (default cpu)")
     p.set_defaults(func=run)
 
@@ -46,21 +53,40 @@ def _load(args):
     return UniDiffuser.load(args.checkpoint, device=args.device)
 
 
+def guidance_scale(text: str) -> float:
+    """A guidance scale: a finite number >= 0 (0: no guidance). NaN would make black images and a run.json
+    that is not JSON."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (0: no guidance), got {text!r}")
+    return value
+
+
 def run(args) -> int:
-    from ..pipelines.uni_folder import read_images, write_uni_folder
+    import torch
+
+    from ..pipelines.uni_folder import check_uni_out, read_image_list, write_uni_folder
 
     if args.steps < 1 or (args.num_samples is not None and args.num_samples < 1) or args.beam_size < 1:
         raise DitkitError("--steps, --num-samples and --beam-size must be at least 1.")
+    check_uni_out(args.out)  # before any work: a folder that is not an earlier uni output is never replaced
     notes: list[str] = []
-    images = read_images(args.image, notes) if args.image else None
+    images = read_image_list(args.image, notes) if args.image else None
     model = _load(args)
+    if images is not None:  # each centre-cropped and resized to the model's size, so sizes may differ
+        images = torch.cat([model.prepare_images(image, notes) for image in images])
     n = args.num_samples or (4 if args.mode in ("joint", "i", "t") else None)
-    out = model.generate(args.mode, n=n, prompts=args.prompt, images=images, steps=args.steps, scale=args.scale,
-                         seed=args.seed, beam_size=args.beam_size)
-    out.notes[:0] = notes
+    with _progress(args) as callback:
+        out = model.generate(args.mode, n=n, prompts=args.prompt, images=images, steps=args.steps, scale=args.scale,
+                             seed=args.seed, beam_size=args.beam_size, callback=callback)
+    out.notes[:0] = list(dict.fromkeys(notes))
+    intermediate = _keep_intermediate(model, out, args.beam_size)
     settings = {"checkpoint": args.checkpoint, "uvit": args.uvit, "caption_decoder": args.caption_decoder,
                 "prompts": args.prompt, "images": args.image, "num_samples": n, "steps": args.steps,
-                "scale": args.scale, "seed": args.seed, "beam_size": args.beam_size}
+                "scale": args.scale, "seed": args.seed, "beam_size": args.beam_size, **intermediate}
     for note in out.notes:
         print(f"note: {note}")
     for caption in out.captions or []:
@@ -68,3 +94,25 @@ def run(args) -> int:
     for path in write_uni_folder(out, args.out, settings):
         print(f"wrote {path}")
     return 0
+
+
+@contextmanager
+def _progress(args):
+    """A per-step callback for the solver, shown as ``sample`` shows it (plain lines off a terminal)."""
+    from ..progress import progress_bar
+
+    total = args.steps * (2 if args.mode in ("i2t2i", "t2i2t") else 1)
+    with progress_bar(total=total, desc=f"uni {args.mode}", unit="step", disable=args.no_progress) as bar:
+        yield lambda **_: bar.update(1) if bar.n < total else None
+
+
+def _keep_intermediate(model, out, beam_size: int) -> dict:
+    """The two-stage modes' middle result, written beside the final one: i2t2i's captions (captions.txt),
+    t2i2t's images (PNGs); run.json names which is which."""
+    if out.mode == "i2t2i" and "text" in out.latents and out.captions is None:
+        out.captions = model.decode_text(out.latents["text"], beam_size)
+        return {"intermediate": "captions.txt: the captions the output images were drawn from"}
+    if out.mode == "t2i2t" and "img" in out.latents and out.images is None:
+        out.images = model.decode_images(out.latents["img"]).cpu()
+        return {"intermediate": "the images (PNGs) the output captions were drawn from"}
+    return {}

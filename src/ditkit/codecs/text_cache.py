@@ -20,11 +20,27 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import DitkitError
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_replaceable
 from ..version import __version__
 from .text import TextCodec, TextEncoding
 
 SHARD_SIZE = 8192
+FORMAT = "ditkit-text-cache"
+WHAT = "a ditkit text cache (its cache.json says \"format\": \"ditkit-text-cache\")"
+
+
+def is_text_cache(folder) -> bool:
+    """Whether ``folder`` is a text cache ditkit wrote (its own marker: cache.json's format)."""
+    try:
+        with open(os.path.join(folder, "cache.json"), encoding="utf-8") as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_text_cache_folder(folder) -> None:
+    """Before any work: ``folder`` may be absent, empty or a text cache; anything else is refused (never replaced)."""
+    check_replaceable(folder, is_text_cache, WHAT)
 
 
 class TextCache:
@@ -72,24 +88,38 @@ class TextCache:
             raise DitkitError("the text cache is empty: nothing to save")
         length = max(r.states.shape[1] for r in self._rows)
         shard_sizes = []
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, is_text_cache, WHAT) as tmp:
             for start in range(0, len(captions), SHARD_SIZE):
                 rows = self._rows[start:start + SHARD_SIZE]
                 save_file(_stack(rows, length), os.path.join(tmp, f"shard-{len(shard_sizes):05d}.safetensors"))
                 shard_sizes.append(len(rows))
-            meta = {"format": "ditkit-text-cache", "ditkit_version": __version__, "codec": self.codec.to_config(),
+            meta = {"format": FORMAT, "ditkit_version": __version__, "codec": self.codec.to_config(),
                     "length": length, "shard_sizes": shard_sizes, "captions": captions}
             with open(os.path.join(tmp, "cache.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f)
         return folder
 
     @classmethod
+    def open(cls, folder: str | None, codec: TextCodec) -> "TextCache":
+        """The cache to fill and save at ``folder``: the one there, or a new one when ``folder`` is absent or
+        empty (or None: memory only). Any other file or folder there is refused now, before any work."""
+        if folder is None:
+            return cls(codec)
+        check_text_cache_folder(folder)
+        return cls.load(folder, codec) if is_text_cache(folder) else cls(codec)
+
+    @classmethod
     def load(cls, folder: str, codec: TextCodec) -> "TextCache":
         path = os.path.join(folder, "cache.json")
         if not os.path.isfile(path):
             raise DitkitError(f"{folder} is not a text cache (no cache.json)")
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise DitkitError(f"cannot read the text cache {folder} ({exc}); delete it to rebuild it") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise DitkitError(f"{folder} is not a ditkit text cache (its cache.json has another format)")
         if meta.get("codec") != codec.to_config():
             raise DitkitError(f"the text cache {folder} was built with the text encoder {meta.get('codec')}, "
                               f"not {codec.to_config()}; rebuild it")
@@ -117,6 +147,8 @@ def _stack(rows: list[TextEncoding], length: int) -> dict[str, torch.Tensor]:
 def build_text_cache(captions, codec: TextCodec, folder: str | None = None, *, batch_size: int = 256) -> TextCache:
     """Encode every distinct caption of ``captions`` (a list, or a dataset with ``caption(i)``) once;
     save to ``folder`` when given."""
+    if folder is not None:
+        check_text_cache_folder(folder)  # before the encoding
     if hasattr(captions, "caption"):
         captions = [captions.caption(i) for i in range(len(captions))]
     unique = list(dict.fromkeys(captions))

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DitkitError
-from ..imaging import IMAGE_EXTENSIONS, to_uint8
+from ..imaging import IMAGE_EXTENSIONS, to_8bit, to_uint8
 _LABEL_PATTERN = re.compile(r"(?:^|[/_\-.])class[_\-]?(\d+)(?=$|[/_\-.])", re.IGNORECASE)
 
 
@@ -86,8 +86,7 @@ def folder_images(folder: str) -> ImageSet:
     for rel in files:
         try:
             with Image.open(os.path.join(folder, rel)) as im:
-                im = im.convert("L") if im.mode in ("L", "I", "I;16", "1") else im.convert("RGB")
-                pixels.append(np.asarray(im))
+                pixels.append(np.asarray(to_8bit(im)))  # 16-bit grey scaled, not clipped
         except (OSError, UnidentifiedImageError, ValueError):
             raise DitkitError(f"cannot read image {os.path.join(folder, rel)} (corrupt or not an image)") from None
     shapes = {p.shape[:2] for p in pixels}

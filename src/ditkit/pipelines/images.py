@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..errors import DitkitError
 from ..fileio import atomic_write
+from ..imaging import to_8bit
 
 
 def to_pil(image: np.ndarray) -> Image.Image:
@@ -29,7 +30,7 @@ def read_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            array = np.asarray(im.convert("L" if im.mode in ("L", "I", "I;16", "1") else "RGB"))
+            array = np.asarray(to_8bit(im))
     except OSError as exc:
         raise DitkitError(f"cannot read the sample image {path}: {exc}") from None
     return array[:, :, None] if array.ndim == 2 else array

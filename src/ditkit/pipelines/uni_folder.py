@@ -15,21 +15,46 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DitkitError
-from ..fileio import atomic_dir
-from ..imaging import IMAGE_EXTENSIONS, from_uint8, to_uint8
+from ..diffusion.unidiffuser import MODES
+from ..fileio import atomic_dir, check_replaceable, check_writable
+from ..imaging import IMAGE_EXTENSIONS, from_uint8, to_8bit, to_uint8
 from ..version import __version__
 from .images import make_grid
 from .unidiffuser import UniOutput
 
-__all__ = ["read_images", "write_uni_folder"]
+__all__ = ["check_uni_out", "is_uni_output", "read_image_list", "read_images", "write_uni_folder"]
+
+FORMAT = "ditkit-uni-output"
+WHAT = "a `ditkit uni` output folder (its run.json says \"format\": \"ditkit-uni-output\")"
 
 
-def read_images(paths, notes: list[str]) -> torch.Tensor:
-    """Image files → (N, C, H, W) in [-1, 1]; grey stays 1 channel, alpha and palettes become RGB (noted).
-    Files of different sizes are each resized later by the model; here they must share one size to stack."""
+def is_uni_output(folder) -> bool:
+    """Whether ``folder`` is a ``ditkit uni`` output (its own marker: run.json's format; older ones: its mode and
+    command). A ``ditkit sample`` folder, which has a run.json too, is not."""
+    try:
+        run = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
+        if run.get("format") is not None:
+            return run["format"] == FORMAT
+        return run.get("mode") in MODES and str(run.get("command", "")).startswith("ditkit uni ")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_uni_out(folder) -> Path:
+    """Before any work: ``folder`` may be absent, empty or an earlier ``ditkit uni`` output (replaced whole), in a
+    writable place; anything else is one error line and stays untouched."""
+    folder = check_replaceable(folder, is_uni_output, WHAT)
+    check_writable(folder.absolute().parent)
+    return folder
+
+
+def read_image_list(paths, notes: list[str]) -> list[torch.Tensor]:
+    """Image files → (C, H, W) tensors in [-1, 1]; grey (16-bit scaled to 8) stays 1 channel, alpha and
+    palettes become RGB (noted). Sizes may differ: the model centre-crops and resizes each."""
     images = []
     for path in paths:
         path = Path(path).expanduser()
@@ -38,25 +63,44 @@ def read_images(paths, notes: list[str]) -> torch.Tensor:
         try:
             with Image.open(path) as image:
                 mode = image.mode
-                image = image.convert("L" if mode in ("L", "I", "I;16", "1") else "RGB")
-        except (OSError, UnidentifiedImageError) as exc:
+                image = to_8bit(image)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DitkitError(f"cannot read the image {path} ({str(exc).splitlines()[0]}).") from None
         if mode not in ("L", "RGB"):
-            notes.append(f"{path.name}: converted {mode} to {image.mode}")
+            deep = " (16-bit scaled to 8-bit)" if mode.startswith("I") else ""
+            notes.append(f"{path.name}: converted {mode} to {image.mode}{deep}")
         images.append(from_uint8(np.array(image)))  # (C, H, W)
-    sizes = {tuple(i.shape) for i in images}
-    if len(sizes) > 1:
-        raise DitkitError(f"the input images differ in size or channels ({sorted(sizes)}); pass one kind per run.")
+    return images
+
+
+def read_images(paths, notes: list[str]) -> torch.Tensor:
+    """Image files → (N, C, H, W) in [-1, 1] (``read_image_list``); files of different sizes are centre-cropped
+    and resized to the smallest one's square here (noted), so they stack; the model resizes them to its size."""
+    images = read_image_list(paths, notes)
+    if len({tuple(i.shape[-2:]) for i in images}) > 1:
+        side = min(min(i.shape[-2:]) for i in images)
+        images = [_square(i, side) for i in images]
+        notes.append(f"centre-cropped and resized {len(images)} input images of different sizes to {side}x{side}")
+    if len({i.shape[0] for i in images}) > 1:
+        images = [i.expand(3, -1, -1) for i in images]  # grey beside colour: all RGB
+        notes.append("converted the grey input images to RGB beside the colour ones")
     return torch.stack(images)  # (N, C, H, W)
 
 
+def _square(image: torch.Tensor, side: int) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = image[None, :, top:top + s, left:left + s]
+    return F.interpolate(crop, size=(side, side), mode="bilinear", antialias=True, align_corners=False)[0].clamp(-1, 1)
+
+
 def write_uni_folder(out: UniOutput, folder, settings: dict) -> list[Path]:
-    """Write a run's images, captions and run.json to ``folder`` (replaced whole); returns the files written."""
-    folder = Path(folder).expanduser()
-    if folder.exists() and not (folder.is_dir() and (not any(folder.iterdir()) or (folder / "run.json").is_file())):
-        raise DitkitError(f"{folder} exists and is not a ditkit uni output folder, so it was not overwritten.")
+    """Write a run's images, captions and run.json to ``folder`` (absent, empty or an earlier uni output, replaced
+    whole); returns the files written."""
+    folder = check_uni_out(folder)
     names = []
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, is_uni_output, WHAT) as tmp:
         if out.images is not None:
             pixels = to_uint8(out.images)  # (N, H, W, C)
             for i, image in enumerate(pixels):
@@ -68,7 +112,7 @@ def write_uni_folder(out: UniOutput, folder, settings: dict) -> list[Path]:
         if out.captions is not None:
             (tmp / "captions.txt").write_text("".join(f"{c}\n" for c in out.captions), encoding="utf-8")
             names.append("captions.txt")
-        run = {"mode": out.mode, **settings, "captions": out.captions, "notes": out.notes,
+        run = {"format": FORMAT, "mode": out.mode, **settings, "captions": out.captions, "notes": out.notes,
                "command": " ".join(shlex.quote(a) for a in ["ditkit", *sys.argv[1:]]), "ditkit_version": __version__}
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         names.append("run.json")

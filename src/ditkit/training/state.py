@@ -110,7 +110,7 @@ class TrainState:
         path = None
         if d.is_main:
             path = os.path.join(checkpoint_dir, f"step-{self.step:07d}")
-            with atomic_dir(path) as tmp:
+            with atomic_dir(path, is_training_checkpoint, "a training checkpoint") as tmp:  # only one of ours
                 self._write(str(tmp), model_state, optimizer_state, rng_states, d.world_size)
             if keep_last > 0:
                 for old in list_checkpoints(checkpoint_dir)[:-keep_last]:
@@ -173,6 +173,11 @@ class TrainState:
         elif d.is_main:
             print(f"ditkit train: note: resuming on {d.world_size} processes from a run on {st['world_size']}; "
                   "the data order and random streams are re-derived, so it is not bit-identical", file=sys.stderr)
+
+
+def is_training_checkpoint(folder) -> bool:
+    """Whether ``folder`` is a training checkpoint ditkit wrote (its training state file is there)."""
+    return os.path.isfile(os.path.join(folder, STATE_FILE))
 
 
 def list_checkpoints(checkpoint_dir: str) -> list[str]:

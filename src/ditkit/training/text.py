@@ -46,10 +46,7 @@ class TextTraining:
         self.codec = make_text_codec(config.text_encoder, device=device)
         self.dataset, self.device = dataset, device
         self.cache_dir = config.text_cache
-        if self.cache_dir and os.path.isfile(os.path.join(self.cache_dir, "cache.json")):
-            self.cache = TextCache.load(self.cache_dir, self.codec)
-        else:
-            self.cache = TextCache(self.codec)
+        self.cache = TextCache.open(self.cache_dir or None, self.codec)  # a folder not a text cache: refused now
         self.saved_rows = len(self.cache)
         count = min(len(dataset), config.sample_count)  # captions spread over the data (mnist is sorted by digit)
         self.grid_prompts = [dataset.caption(i * len(dataset) // count) for i in range(count)]

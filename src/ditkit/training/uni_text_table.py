@@ -18,10 +18,22 @@ import sys
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..fileio import atomic_path, atomic_write_json
+from ..fileio import atomic_path, atomic_write_json, check_replaceable
 
 CHUNK = 64
 NAME = "uni-text-tokens"
+FORMAT = "ditkit-uni-text-tokens"
+WHAT = f"a U-ViT text-token table (ditkit train --model uvit-* --text-cache: {NAME}.json)"
+
+
+def is_token_table(folder) -> bool:
+    """Whether ``folder`` holds a table ditkit wrote (its own marker: ``uni-text-tokens.json``)."""
+    try:
+        with open(os.path.join(folder, NAME + ".json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        return meta.get("format", FORMAT) == FORMAT and "fingerprint" in meta
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _fingerprint(uni, captions: list[str]) -> str:
@@ -44,6 +56,8 @@ class TextTokenTable:
     def build(cls, uni, captions: list[str], folder: str | None = None, d=None) -> "TextTokenTable":
         """From ``folder`` when it holds this exact table, else encoded (by rank 0 when there is a folder to
         share it through; else by every rank, in the same chunks, to the same numbers) and saved there."""
+        if folder:
+            check_replaceable(folder, is_token_table, WHAT)  # a file or someone else's folder: refused, untouched
         unique = list(dict.fromkeys(captions))
         key = _fingerprint(uni, unique)
         stem = os.path.join(folder, NAME) if folder else None
@@ -52,7 +66,7 @@ class TextTokenTable:
             os.makedirs(folder, exist_ok=True)
             with atomic_path(stem + ".safetensors", suffix=".safetensors") as tmp:
                 save_file({"tokens": tokens}, str(tmp))
-            atomic_write_json(stem + ".json", {"fingerprint": key, "captions": unique})
+            atomic_write_json(stem + ".json", {"format": FORMAT, "fingerprint": key, "captions": unique})
         if d is not None:
             d.barrier()
         return cls(unique, load_file(stem + ".safetensors")["tokens"] if stem else _encode(uni, unique))
