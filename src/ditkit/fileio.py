@@ -19,10 +19,13 @@ from .errors import DitkitError
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
+    A folder at ``path`` is refused (one ``DitkitError``), never replaced.
 
     ``suffix`` keeps the extension for writers that look at it (``savefig``, ``np.savez``).
     """
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise DitkitError(f"{path} is a folder, so it was not overwritten; give the path of a file to write.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
     os.close(fd)
