@@ -126,7 +126,9 @@ def test_unknown_sampler_options_are_an_error():
         run_sampler("dpm++", exact_denoiser(), process, noise(2), eta=0.5)
     with pytest.raises(DitkitError, match="no option 'etta'"):
         sample(exact_denoiser(), noise(2), sampler="ddim", steps=5, config=FIXED, etta=0.5)
-    with pytest.raises(DitkitError, match="unknown sampler 'euler'"):
+    with pytest.raises(DitkitError, match="unknown sampler 'eulerr'"):
+        run_sampler("eulerr", exact_denoiser(), process, noise(2))
+    with pytest.raises(DitkitError, match="the euler sampler does not run on a ddpm model"):
         run_sampler("euler", exact_denoiser(), process, noise(2))
     out = run_sampler("ddim", exact_denoiser(), process, noise(2), eta=0.0, clip_denoised=True)
     assert out.shape == (2, 2, 2, 2)
@@ -136,12 +138,15 @@ def test_every_sampler_has_the_common_signature_and_defaults_in_the_registry():
     import inspect
 
     for name, spec in SAMPLERS.items():
-        params = inspect.signature(spec.function).parameters
-        assert list(params)[:3] == ["denoiser", "process", "x_T"], name
-        keywords = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
-        assert keywords == {"generator", "noise_sampler", "progress", *spec.options}, name
-        assert not any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()), name
-        assert 1 <= spec.default_steps <= 1000
+        for family in ("ddpm", "flow"):  # each process's form of the sampler, where it has one
+            if spec.target_for(family) is None:
+                continue
+            params = inspect.signature(spec.function_for(family)).parameters
+            assert list(params)[:3] == ["denoiser", "process", "x_T"], name
+            keywords = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
+            assert keywords == {"generator", "noise_sampler", "progress", *spec.options}, (name, family)
+            assert not any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()), name
+            assert 1 <= spec.steps_for(family) <= 1000
 
 
 def test_samplers_read_the_process_only_through_public_accessors():

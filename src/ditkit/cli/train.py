@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields, replace
+from dataclasses import fields
 
 
 def _on_off(text: str) -> bool:
@@ -31,6 +31,9 @@ _OVERRIDES = {  # small-model flags → DiTConfig fields, so a tiny DiT needs no
 _BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context", "cross-text", "joint-text")
 _TYPES = {"int": int, "float": float, "str": str}
 _REQUIRED = {"data"}  # the library defaults to mnist; on the command line the data is always named
+# A flag's parsed default: "not given", so that --recipe can fill it and an explicit flag overrides the recipe.
+# The help text shows the dataclass default itself.
+_UNSET = argparse.SUPPRESS
 
 
 def _add_nested(group, f) -> None:
@@ -39,7 +42,7 @@ def _add_nested(group, f) -> None:
     for name, (help_text, choices) in f.metadata["nested"].items():
         default = getattr(defaults, name)
         group.add_argument("--" + name.replace("_", "-"), dest=f"{f.name}__{name}", type=type(default),
-                           default=default, choices=choices, metavar=None if choices else name.split("_")[-1].upper(),
+                           default=_UNSET, choices=choices, metavar=None if choices else name.split("_")[-1].upper(),
                            help=f"{help_text} (default {default})")
 
 
@@ -52,17 +55,17 @@ def _add_field(group, f) -> None:
     kind = str(f.type).replace(" | None", "")
     common = {"dest": f.name, "help": meta["help"]}
     if kind == "bool" and default is None:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, **common)
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=_UNSET, **common)
     elif kind == "bool" and default:  # on by default: the flag turns it off
-        group.add_argument(f"--no-{f.name.replace('_', '-')}", action="store_false", default=True, **common)
+        group.add_argument(f"--no-{f.name.replace('_', '-')}", action="store_false", default=_UNSET, **common)
     elif kind == "bool":
-        group.add_argument(flag, action="store_true", default=False, **common)
+        group.add_argument(flag, action="store_true", default=_UNSET, **common)
     else:
         if f.name in _REQUIRED:
             common["required"] = True
         elif default is not None:
             common["help"] += f" (default {default})"
-        group.add_argument(flag, type=_TYPES[kind], default=None if f.name in _REQUIRED else default,
+        group.add_argument(flag, type=_TYPES[kind], default=None if f.name in _REQUIRED else _UNSET,
                            choices=meta.get("choices"), metavar=meta.get("metavar"), **common)
 
 
@@ -91,12 +94,13 @@ def config_from_args(args):
     """The TrainConfig the parsed flags describe."""
     from ..training import TrainConfig
 
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    given = vars(args)  # flags not given are absent (_UNSET): the recipe, then the dataclass, decides them
+    values = {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given}
     for f in fields(TrainConfig):
         if "nested" in f.metadata:
-            values[f.name] = replace(f.default_factory(), **{n: getattr(args, f"{f.name}__{n}") for n in f.metadata["nested"]})
-    values["model_overrides"] = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
-    return TrainConfig(**values)
+            values[f.name] = {n: given[f"{f.name}__{n}"] for n in f.metadata["nested"] if f"{f.name}__{n}" in given}
+    values["model_overrides"] = {k: given[k] for k in _OVERRIDES if given.get(k) is not None}
+    return TrainConfig.from_recipe(values.pop("recipe", "dit"), **values)
 
 
 def run(args) -> int:

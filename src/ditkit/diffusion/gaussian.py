@@ -19,23 +19,56 @@ from ..errors import DitkitError
 from .schedules import named_betas, space_timesteps
 
 
+PROCESSES = ("ddpm", "flow")
+FLOW_FIELDS = ("prediction", "time_sampling", "time_mean", "time_std", "time_shift", "direction_loss")
+
+
 @dataclass
 class DiffusionConfig:
-    """How to build the process; stored in checkpoints beside the model config."""
+    """How to build the process; stored in checkpoints beside the model config.
+
+    ``process``: ``ddpm`` (this module, the paper's) or ``flow`` (``flow.py``: rectified flow; the fields from
+    ``prediction`` on are its own, and a DDPM config's stored dict omits them)."""
 
     diffusion_steps: int = 1000
     noise_schedule: str = "linear"
     learn_sigma: bool = True  # learned-range variance; else fixed (large, as the reference)
     loss_weighting: str = "eps"  # a name in LOSS_WEIGHTINGS; "eps" is the paper's L_simple
+    process: str = "ddpm"
+    prediction: str = "velocity"  # flow: what the network predicts (velocity or x)
+    time_sampling: str = "uniform"  # flow: training times, uniform or logit-normal
+    time_mean: float = 0.0  # flow: the logit-normal's mean
+    time_std: float = 1.0  # flow: the logit-normal's std
+    time_shift: float = 1.0  # flow: t' = s t / (1 + (s - 1) t), training and sampling
+    direction_loss: float = 0.0  # flow: weight of 1 - cos(v_hat, v) beside the velocity MSE
+
+    def __post_init__(self):
+        if self.process not in PROCESSES:
+            raise DitkitError(f"unknown process {self.process!r} (known: {', '.join(PROCESSES)})")
 
     def to_dict(self):
-        return asdict(self)
+        d = asdict(self)
+        if self.process == "ddpm":  # a DDPM record stays as it always was
+            for name in ("process", *FLOW_FIELDS):
+                d.pop(name)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict | None, **overrides) -> "DiffusionConfig":
         """Settings as stored (unknown keys ignored) over the defaults, then ``overrides``."""
         known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
         return cls(**{**known, **overrides})
+
+
+def create_process(config: DiffusionConfig, steps: str | int | None = None):
+    """The process ``config`` describes: a (respaced) ``GaussianDiffusion``, or ``FlowMatching`` with a grid
+    of ``steps`` steps (None: for training)."""
+    if config.process == "flow":
+        from .flow import FlowMatching
+
+        return FlowMatching(config, None if steps is None else int(steps))
+    return create_diffusion(steps, noise_schedule=config.noise_schedule, learn_sigma=config.learn_sigma,
+                            diffusion_steps=config.diffusion_steps, loss_weighting=config.loss_weighting)
 
 
 # Per-timestep weights of the ε-MSE, as functions of SNR(t) = ᾱ_t / (1 − ᾱ_t). In x₀ terms the ε-MSE weights
@@ -86,6 +119,8 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
 
 class GaussianDiffusion:
     """q(x_t | x_0), its posterior, the model's p(x_{t-1} | x_t), and the hybrid training loss."""
+
+    family = "ddpm"
 
     def __init__(self, betas: np.ndarray, *, learn_sigma: bool = True, timestep_map: list[int] | None = None,
                  loss_weighting: str = "eps"):
@@ -223,6 +258,10 @@ class GaussianDiffusion:
                 "eps": eps}
 
     # -- training objective
+    def sample_training_t(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training timesteps: indices drawn uniformly (the paper's)."""
+        return torch.randint(0, self.num_timesteps, (n,), device=device, generator=generator)
+
     def vb_terms_bpd(self, model_output, x_start, x_t, t, *, clip_denoised: bool = False):
         """One term of the variational bound in bits/dim: KL(q || p) for t > 0, decoder NLL at t = 0."""
         true_mean, _, true_log_var = self.q_posterior_mean_variance(x_start, x_t, t)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import DitkitError
-from .gaussian import DiffusionConfig, GaussianDiffusion, create_diffusion
+from .gaussian import DiffusionConfig, GaussianDiffusion, create_process
 from .schedules import has_ddim_stride
 
 COMMON_KEYWORDS = ("generator", "noise_sampler", "progress")  # every sampler takes these
@@ -21,18 +21,29 @@ COMMON_KEYWORDS = ("generator", "noise_sampler", "progress")  # every sampler ta
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """How to run one sampler."""
+    """How to run one sampler: the same method on each process (``flow``: its form on the flow process)."""
 
-    target: str  # "module:function" in ditkit.diffusion
+    target: str  # "module:function" in ditkit.diffusion, on the DDPM process (None: flow only)
     default_steps: int
     spacing: str  # "uniform" (evenly strided), "ddim" (integer stride when one fits), "logsnr"
     options: tuple[str, ...] = ("clip_denoised",)  # its own keywords besides COMMON_KEYWORDS
     about: str = ""
+    flow: str | None = None  # "module:function" on the flow process (None: DDPM only)
+    flow_steps: int | None = None  # default steps on the flow process (None: default_steps)
+
+    def target_for(self, family: str) -> str | None:
+        return self.flow if family == "flow" else self.target
+
+    def function_for(self, family: str):
+        module, name = self.target_for(family).split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
     @property
     def function(self):
-        module, name = self.target.split(":")
-        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        return self.function_for("ddpm")
+
+    def steps_for(self, family: str) -> int:
+        return self.flow_steps if family == "flow" and self.flow_steps else self.default_steps
 
     def respacing(self, steps: int, diffusion_steps: int = 1000) -> str:
         """The respacing string for ``steps`` steps of a ``diffusion_steps``-step process."""
@@ -44,12 +55,19 @@ class SamplerSpec:
             return f"ddim{steps}"
         return str(steps)
 
-    def process(self, steps: int | None = None, config: DiffusionConfig | None = None) -> GaussianDiffusion:
-        """The respaced process this sampler runs on (``steps`` None: its default)."""
+    def process(self, steps: int | None = None, config: DiffusionConfig | None = None):
+        """The process this sampler runs on (``steps`` None: its default): the respaced DDPM process, or the
+        flow process's grid of ``steps`` steps."""
         config = config or DiffusionConfig()
-        steps = self.default_steps if steps is None else int(steps)
-        return create_diffusion(self.respacing(steps, config.diffusion_steps), noise_schedule=config.noise_schedule,
-                                learn_sigma=config.learn_sigma, diffusion_steps=config.diffusion_steps)
+        if self.target_for(config.process) is None:
+            names = ", ".join(n for n, s in SAMPLERS.items() if s.target_for(config.process))
+            raise DitkitError(f"this sampler does not run on a {config.process} model (its samplers: {names})")
+        steps = self.steps_for(config.process) if steps is None else int(steps)
+        if config.process == "flow":
+            if not 1 <= steps <= 10_000:
+                raise DitkitError(f"steps must be between 1 and 10000, got {steps}")
+            return create_process(config, steps)
+        return create_process(config, self.respacing(steps, config.diffusion_steps))
 
     def check_options(self, name: str, options: dict) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -59,10 +77,16 @@ class SamplerSpec:
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
-    "ddpm": SamplerSpec("samplers:ddpm_sample", 250, "uniform", about="ancestral, the paper's"),
-    "ddim": SamplerSpec("samplers:ddim_sample", 50, "ddim", ("eta", "clip_denoised"), "deterministic at eta 0"),
-    "dpm++": SamplerSpec("samplers:dpm_solver_pp_sample", 20, "logsnr", about="DPM-Solver++ 2M, fewest steps"),
-    "heun": SamplerSpec("heun:heun_sample", 25, "logsnr", about="Heun's 2nd-order ODE solver (EDM), 2 calls a step"),
+    "ddpm": SamplerSpec("samplers:ddpm_sample", 250, "uniform", about="ancestral, the paper's",
+                        flow="flow_samplers:flow_sde_sample"),
+    "ddim": SamplerSpec("samplers:ddim_sample", 50, "ddim", ("eta", "clip_denoised"), "deterministic at eta 0",
+                        flow="flow_samplers:flow_ddim_sample", flow_steps=20),
+    "dpm++": SamplerSpec("samplers:dpm_solver_pp_sample", 20, "logsnr", about="DPM-Solver++ 2M, fewest steps",
+                         flow="flow_samplers:flow_dpm_solver_pp_sample", flow_steps=10),
+    "heun": SamplerSpec("heun:heun_sample", 25, "logsnr", about="Heun's 2nd-order ODE solver (EDM), 2 calls a step",
+                        flow="flow_samplers:flow_heun_sample", flow_steps=10),
+    "euler": SamplerSpec(None, 20, "uniform", about="Euler's ODE step (flow models)",
+                         flow="flow_samplers:flow_euler_sample"),
 }
 
 
@@ -70,6 +94,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
 # 20-step DPM-Solver++ beats it under guidance (FID 37.9 vs 60.2 at cfg 4) but not unguided (71.3 vs 49.1 at
 # cfg 1, the default scale), so fewer steps are not a free default (docs/performance.md).
 DEFAULT_SAMPLER = "ddpm"
+# A flow model's default: Heun, 10 steps (19 evaluations) — docs/recipe.md measures it against 250 Euler steps.
+DEFAULT_SAMPLERS = {"ddpm": DEFAULT_SAMPLER, "flow": "heun"}
 
 
 def get_sampler(name: str) -> SamplerSpec:
@@ -79,13 +105,17 @@ def get_sampler(name: str) -> SamplerSpec:
         raise DitkitError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
 
 
-def run_sampler(name: str, denoiser, process: GaussianDiffusion, x_T, *, generator=None, noise_sampler=None,
+def run_sampler(name: str, denoiser, process, x_T, *, generator=None, noise_sampler=None,
                 progress: bool = False, **options):
-    """Run sampler ``name`` on ``process`` from ``x_T``; options it does not take are a DitkitError."""
+    """Run sampler ``name`` on ``process`` (its family picks the implementation) from ``x_T``; options it does
+    not take are a DitkitError."""
     spec = get_sampler(name)
     spec.check_options(name, options)
-    return spec.function(denoiser, process, x_T, generator=generator, noise_sampler=noise_sampler,
-                         progress=progress, **options)
+    family = getattr(process, "family", "ddpm")
+    if spec.target_for(family) is None:
+        raise DitkitError(f"the {name} sampler does not run on a {family} model")
+    return spec.function_for(family)(denoiser, process, x_T, generator=generator, noise_sampler=noise_sampler,
+                                     progress=progress, **options)
 
 
 def sample(denoiser, x_T, *, sampler: str = DEFAULT_SAMPLER, steps: int | None = None, config: DiffusionConfig | None = None,

@@ -97,7 +97,8 @@ def plan_sampling(model, settings: SamplingSettings, *, codec=None, diffusion_co
     _check_guidance(model, settings)
     check_codec_fits(model, codec)
     config = DiffusionConfig.from_dict(diffusion_config, learn_sigma=model.config.learn_sigma)
-    process = get_sampler(settings.sampler).process(settings.resolved_steps, config)  # refuses steps outside 1..T
+    settings = settings.for_process(config.process)  # the sampler and steps this model's process defaults to
+    process = get_sampler(settings.sampler).process(settings.steps, config)  # refuses steps outside 1..T
     return SamplingPlan(settings, total, labels, process, text)
 
 

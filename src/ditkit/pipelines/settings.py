@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
-from ..diffusion import DEFAULT_SAMPLER, get_sampler
+from ..diffusion import DEFAULT_SAMPLER, DEFAULT_SAMPLERS, get_sampler
 from ..errors import DitkitError
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -29,7 +29,7 @@ class SamplingSettings:
 
     labels: tuple[int, ...] | None = None
     num_samples: int | None = None
-    sampler: str = DEFAULT_SAMPLER
+    sampler: str | None = None  # None: the model's process's default (DEFAULT_SAMPLERS)
     steps: int | None = None
     cfg_scale: float = 1.0
     guided_channels: int | None = None
@@ -53,15 +53,22 @@ class SamplingSettings:
             changes["prompts"] = tuple(str(p) for p in changes["prompts"])
         return replace(settings or cls(), **changes)
 
+    def for_process(self, family: str) -> "SamplingSettings":
+        """These settings with the sampler and steps resolved for a ``family`` process (``ddpm``, ``flow``):
+        the registry's defaults are the one place they are decided."""
+        sampler = self.sampler or DEFAULT_SAMPLERS[family]
+        steps = get_sampler(sampler).steps_for(family) if self.steps is None else int(self.steps)
+        return replace(self, sampler=sampler, steps=steps)
+
     @property
     def resolved_steps(self) -> int:
-        """``steps``, or the sampler's default from the registry (the one place defaults are decided)."""
-        return get_sampler(self.sampler).default_steps if self.steps is None else int(self.steps)
+        """``steps``, or the DDPM default of the sampler (``for_process`` resolves for any process)."""
+        return self.for_process("ddpm").steps
 
     def check(self) -> None:
         """The model-independent checks (DitkitError, before any work)."""
-        spec = get_sampler(self.sampler)
-        spec.check_options(self.sampler, dict(self.options))
+        spec = get_sampler(self.sampler or DEFAULT_SAMPLER)
+        spec.check_options(self.sampler or DEFAULT_SAMPLER, dict(self.options))
         for name, value in [("guidance scale", self.cfg_scale), *self.options.items()]:
             if isinstance(value, float) and not math.isfinite(value):
                 raise DitkitError(f"the {name} must be a finite number, got {value}")

@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from ..diffusion import DiffusionConfig
-from ..diffusion.gaussian import LOSS_WEIGHTINGS
+from ..diffusion.flow import PREDICTIONS, TIME_SAMPLINGS, check_flow_settings
+from ..diffusion.gaussian import LOSS_WEIGHTINGS, PROCESSES
 from ..errors import DitkitError
+from .recipes import RECIPES, recipe_values
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ADAMW_MOMENTS = ("fp32", "bf16")
@@ -57,9 +59,15 @@ class TrainConfig:
                                  "class count resizes the label table); a uvit-* run: its trained caption-decoder "
                                  "checkpoint", group="model", metavar="CKPT")
     # -- recipe (the paper's defaults)
+    recipe: str = knob("dit", "a named preset of the settings below: dit (the paper's, the defaults) or fast (flow "
+                       "matching and a modern optimiser setting, measured in docs/recipe.md); flags given "
+                       "explicitly override it", group="recipe", choices=tuple(RECIPES))
     max_steps: int = knob(1000, "optimizer steps to train to", group="recipe")
     global_batch_size: int = knob(256, "images per step over all processes, as in the paper", group="recipe")
-    lr: float = knob(1e-4, "AdamW learning rate, constant", group="recipe")
+    lr: float = knob(1e-4, "AdamW learning rate (constant after the warm-up)", group="recipe")
+    warmup_steps: int = knob(0, "linear learning-rate warm-up over the first N steps (0: none, the paper's)",
+                             group="recipe")
+    adam_beta2: float = knob(0.999, "AdamW's β2 (0.95: LightningDiT's, steadier at a high lr)", group="recipe")
     weight_decay: float = knob(0.0, "AdamW weight decay", group="recipe")
     ema_decay: float = knob(0.9999, "EMA decay", group="recipe")
     ema_warmup: bool = knob(False, "EMA warm-up min(decay, (1+t)/(10+t)) for short runs", group="recipe")
@@ -71,7 +79,15 @@ class TrainConfig:
         "noise_schedule": ("beta schedule", ("linear", "cosine")),
         "loss_weighting": ("per-timestep weight of the ε-MSE: eps (the paper's L_simple), truncated-snr (x₀ "
                            "error weighted max(SNR, 1), Salimans & Ho 2022) or p2 (1/(1+SNR), Choi et al. 2022)",
-                           tuple(LOSS_WEIGHTINGS))})
+                           tuple(LOSS_WEIGHTINGS)),
+        "process": ("ddpm (the paper's) or flow (rectified flow, SiT; the flags below are its own)", PROCESSES),
+        "prediction": ("flow: the network predicts the velocity or the clean image (x)", PREDICTIONS),
+        "time_sampling": ("flow: training times uniform, or logit-normal (SD3)", TIME_SAMPLINGS),
+        "time_mean": ("flow: the logit-normal's mean", None),
+        "time_std": ("flow: the logit-normal's std", None),
+        "time_shift": ("flow: shift s of the training times and sampling grid, t' = st/(1+(s-1)t); > 1 favours "
+                       "noise", None),
+        "direction_loss": ("flow: weight of the velocity-direction loss 1 − cos(v̂, v) (LightningDiT)", None)})
     seed: int = knob(0, "global seed", group="recipe")
     # -- speed and memory
     precision: str = knob("auto", "auto (bf16 where the hardware does it natively: CUDA with bf16, or a CPU "
@@ -120,7 +136,9 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.diffusion.diffusion_steps < 1:
             problems.append(f"diffusion_steps must be at least 1, got {self.diffusion.diffusion_steps}")
-        for name in ("keep_last", "sample_every", "num_workers", "fid_every"):
+        if not 0.0 < self.adam_beta2 < 1.0:
+            problems.append(f"AdamW's beta2 must be in (0, 1), got {self.adam_beta2}")
+        for name in ("keep_last", "sample_every", "num_workers", "fid_every", "warmup_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.adamw_moments not in ADAMW_MOMENTS:
@@ -133,9 +151,19 @@ class TrainConfig:
             problems.append(f"the seed must be ≥ 0, got {self.seed}")
         if problems:
             raise DitkitError("invalid training settings: " + "; ".join(problems))
+        if self.diffusion.process == "flow":  # the model decides learn_sigma later; a flow model has none
+            check_flow_settings(replace(self.diffusion, learn_sigma=False))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "dit", **explicit) -> "TrainConfig":
+        """The recipe's settings with ``explicit`` ones over them: ``TrainConfig.from_recipe("fast", data="mnist",
+        lr=1e-3, diffusion={"time_shift": 2.0})``."""
+        values = recipe_values(recipe, explicit)
+        values["diffusion"] = DiffusionConfig.from_dict(values["diffusion"])
+        return cls(**values)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

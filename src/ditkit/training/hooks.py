@@ -21,12 +21,15 @@ from .state import TrainState
 
 
 class Window:
-    """Per-step loss tensors since the last log, and the training time they took (hook time excluded)."""
+    """Per-step loss tensors since the last log, and the training time they took (hook time excluded): wall
+    seconds, and this process's CPU seconds (``cpu_s`` in the log, summed over the run since this process
+    started: what time-to-quality is measured in, whatever else the machine runs)."""
 
     def __init__(self, d: Dist, images_per_step: int):
         self.d, self.images_per_step = d, images_per_step
         self.stats: list[dict[str, torch.Tensor]] = []
         self.last_checkpoint: str | None = None
+        self.cpu_seconds, self.cpu_start = 0.0, time.process_time()
         self.reset()
 
     def reset(self) -> None:
@@ -39,10 +42,11 @@ class Window:
     def paused(self):
         """Time spent inside (checkpoints, grids, FID) is not training time."""
         self.seconds += time.perf_counter() - self.start
+        self.cpu_seconds += time.process_time() - self.cpu_start
         try:
             yield
         finally:
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def means(self) -> dict[str, float]:
         """Mean of each loss over the window and over ranks; the last step's grad norm. Syncs the host."""
@@ -95,7 +99,8 @@ class LogHook:
         self.last_loss = w.d.mean(w.stats[-1]["loss"].float().reshape(1)).item()
         if self.metrics is not None:
             self.metrics.log({"step": state.step, "epoch": state.epoch, **means,
-                              "lr": state.optimizer.param_groups[0]["lr"], "img_per_s": ips})
+                              "lr": state.optimizer.param_groups[0]["lr"], "img_per_s": ips,
+                              "cpu_s": w.cpu_seconds + time.process_time() - w.cpu_start})
             self.bar.set_postfix(loss=f"{means['loss']:.4f}", img_s=f"{ips:.1f}")
         w.reset()
 
@@ -133,7 +138,7 @@ class SampleGridHook:
         c = self.config
         path = os.path.join(self.run_dir, "samples", f"step-{state.step:07d}.png")
         fork_rng_around(save_sample_grid, state.ema, self.codec, path, count=c.sample_count, steps=c.sample_steps,
-                        cfg_scale=c.sample_cfg, seed=c.seed)
+                        cfg_scale=c.sample_cfg, seed=c.seed, diffusion_config=c.diffusion.to_dict())
 
 
 class EvalHook:

@@ -55,7 +55,8 @@ def grid_labels(num_classes: int, count: int) -> list[int] | None:
     return None if num_classes == 0 else [i % num_classes for i in range(count)]
 
 
-def save_sample_grid(ema_model, codec, path: str, *, count: int, steps: int, cfg_scale: float, seed: int = 0) -> None:
+def save_sample_grid(ema_model, codec, path: str, *, count: int, steps: int, cfg_scale: float, seed: int = 0,
+                     diffusion_config: dict | None = None) -> None:
     """Sample ``count`` images from the EMA with DDIM and a fixed seed and labels, so grids from
     different steps are directly comparable."""
     from ..pipelines import generate, make_grid
@@ -65,7 +66,8 @@ def save_sample_grid(ema_model, codec, path: str, *, count: int, steps: int, cfg
     labels = grid_labels(cfg.num_classes, count)
     guided = cfg_scale if ema_model.null_class is not None else 1.0
     out = generate(ema_model, labels=labels, num_samples=None if labels else count, codec=codec, sampler="ddim",
-                   steps=steps, cfg_scale=guided, seed=seed, batch_size=count, progress=False)
+                   steps=steps, cfg_scale=guided, seed=seed, batch_size=count, progress=False,
+                   diffusion_config=diffusion_config)
     grid = make_grid(out.images)  # near-square, in label order 0, 1, 2, ...
     save_png(grid, path)
 

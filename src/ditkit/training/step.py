@@ -23,7 +23,8 @@ Objective = Callable[[torch.nn.Module, Batch, "torch.Generator | None"], dict[st
 
 
 class DiffusionObjective:
-    """The DiT objective: the Improved-DDPM hybrid loss (mse + vb) at a uniformly drawn timestep.
+    """The DiT objective: the process's loss at a time it draws — the Improved-DDPM hybrid loss (mse + vb) at a
+    uniform timestep, or flow matching's velocity loss (``diffusion/flow.py``).
 
     batch: ``x`` (N, C, H, W) clean latents; ``y`` (N,) labels, absent for unconditional models.
     """
@@ -33,7 +34,7 @@ class DiffusionObjective:
 
     def __call__(self, net, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         x, y = batch["x"], batch.get("y")
-        t = torch.randint(0, self.diffusion.num_timesteps, (x.shape[0],), device=x.device, generator=generator)
+        t = self.diffusion.sample_training_t(x.shape[0], x.device, generator)
         noise = None if generator is None else torch.randn(x.shape, generator=generator, device=x.device,
                                                             dtype=x.dtype)
         # the network may run in half precision under autocast; the diffusion losses (logs, VLB) run in fp32

@@ -87,7 +87,8 @@ class TextTraining:
 
             def attribute_accuracy(ema_model, step: int) -> dict[str, float]:
                 report, _ = sample_and_score(ema_model, prompts, scenes, codec=data.codec, text_codec=self.codec,
-                                             classifier=classifier, seed=config.seed)
+                                             classifier=classifier, seed=config.seed,
+                                             diffusion_config=config.diffusion.to_dict())
                 scores = {f"t2i_{k}": v for k, v in report["seen"].items() if k != "count_prompts" and v is not None}
                 if count // 2:
                     scores["t2i_held_out_all_correct"] = report["held_out"]["all_correct"]
@@ -100,7 +101,8 @@ class TextTraining:
         labels = [self.dataset.label(i) for i in items] if hasattr(self.dataset, "label") else None  # mnist
         return make_training_eval_fn(config.data, count, image_size=config.image_size, codec=config.vae,
                                      seed=config.seed, prompts=[self.dataset.caption(i) for i in items],
-                                     text_codec=self.codec, prompt_labels=labels)
+                                     text_codec=self.codec, prompt_labels=labels,
+                                     diffusion_config=config.diffusion.to_dict())
 
     def save_cache(self) -> None:
         """Write the cache when it has grown (at checkpoints too, so a stopped run's successor reuses it)."""
@@ -120,17 +122,18 @@ class TextGridHook(SampleGridHook):
         c = self.config
         path = os.path.join(self.run_dir, "samples", f"step-{state.step:07d}.png")
         fork_rng_around(save_text_grid, state.ema, self.codec, self.text, path, steps=c.sample_steps,
-                        cfg_scale=c.sample_cfg, seed=c.seed)
+                        cfg_scale=c.sample_cfg, seed=c.seed, diffusion_config=c.diffusion.to_dict())
 
 
-def save_text_grid(ema_model, codec, text: TextTraining, path: str, *, steps: int, cfg_scale: float, seed: int) -> None:
+def save_text_grid(ema_model, codec, text: TextTraining, path: str, *, steps: int, cfg_scale: float, seed: int,
+                   diffusion_config: dict | None = None) -> None:
     from ..pipelines import generate
     from ..pipelines.images import save_png
     from ..pipelines.text import captioned_grid
 
     out = generate(ema_model, prompts=text.grid_prompts, codec=codec, sampler="ddim", steps=steps,
                    cfg_scale=cfg_scale, seed=seed, batch_size=len(text.grid_prompts), progress=False,
-                   text_codec=text.codec)
+                   text_codec=text.codec, diffusion_config=diffusion_config)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     save_png(captioned_grid(out.images, text.grid_prompts), path)
 

@@ -19,12 +19,12 @@ from dataclasses import replace
 
 import torch
 
-from ..diffusion import create_diffusion
+from ..diffusion import create_process
 from ..distributed import Dist, setup, teardown
 from ..fileio import atomic_write_json
 from ..progress import progress_bar
 from ..version import __version__
-from .build import (Data, build_state, check_writable, configure_machine, data_order, model_config_for,
+from .build import (Data, build_state, check_writable, configure_machine, data_order, lr_at, model_config_for,
                     on_main_then_share, open_data, read_resume)
 from .config import TrainConfig
 from .families import family_for
@@ -81,7 +81,7 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
         model_config = model_config_for(text.with_model_fields(config) if text else config, data, resumed)
     config = replace(config, diffusion=replace(config.diffusion, learn_sigma=model_config.learn_sigma))
     order = data_order(config, d, data)
-    diffusion = create_diffusion(None, **config.diffusion.to_dict())
+    diffusion = create_process(config.diffusion)
     meta = {"config": config.to_dict(), "model_config": model_config.to_dict(), "codec": data.codec.to_config(),
             "class_names": list(data.dataset.class_names) or None, "diffusion": config.diffusion.to_dict(),
             "precision": {"requested": requested_precision, "resolved": config.precision},
@@ -114,6 +114,8 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     try:
         # -- the loop: step, then the periodic work that is due (only logging reads numbers back)
         while state.step < config.max_steps:
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr_at(state.step, config)
             stats = train_step(state, objective, next(batches), settings, want_grad_norm=log.due(state.step + 1))
             window.add(stats)
             bar.update(1)
@@ -140,7 +142,7 @@ def _fid_eval_fn(config: TrainConfig):
     from ..evaluation import make_training_eval_fn
 
     return make_training_eval_fn(config.data, config.fid_samples, image_size=config.image_size, codec=config.vae,
-                                 seed=config.seed, progress=False)
+                                 seed=config.seed, progress=False, diffusion_config=config.diffusion.to_dict())
 
 
 def _batches(data: Data, order, state: TrainState, d: Dist, config: TrainConfig):

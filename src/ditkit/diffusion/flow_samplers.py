@@ -1,0 +1,140 @@
+"""Samplers of the flow process (``flow.py``), under the common sampler contract of ``samplers.py``.
+
+``process`` is a :class:`FlowMatching` with a grid t_K = 1 > ... > t_0 = 0; step i moves t_{i+1} → t_i, and
+the denoiser gets the network's time 1000·t. The probability-flow ODE is dx/dt = v(x, t). The registry runs
+these for the same names as the DDPM process's samplers (``registry.py``), each the same method on this
+process: ``ddim``/``euler`` (first order), ``heun`` (EDM's 2nd order), ``dpm++`` (DPM-Solver++ 2M on
+λ = log((1 − t)/t)) and ``ddpm`` (the ancestral SDE step, SDE-DPM-Solver++ 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..progress import progress_bar
+from .flow import FlowMatching
+from .samplers import default_noise_sampler
+from .state import like_first, tree_map
+
+
+def _steps(process: FlowMatching, progress: bool, desc: str):
+    """Indices i = K-1 .. 0 of the steps t_{i+1} → t_i."""
+    return progress_bar(list(range(process.num_timesteps))[::-1], disable=not progress, desc=desc, leave=False)
+
+
+def _output(denoiser, process: FlowMatching, x, t: float):
+    leaf = like_first(x)
+    time = torch.full((leaf.shape[0],), t, dtype=torch.float32, device=leaf.device)
+    return denoiser(x, process.network_time(time))
+
+
+def _velocity(denoiser, process, x, t: float):
+    return tree_map(lambda xl, o: process.velocity(o, xl, t), x, _output(denoiser, process, x, t))
+
+
+def _denoised(denoiser, process, x, t: float, clip: bool):
+    def x0(xl, o):
+        d = process.denoised(o, xl, t)
+        return d.clamp(-1, 1) if clip else d
+
+    return tree_map(x0, x, _output(denoiser, process, x, t))
+
+
+@torch.no_grad()
+def flow_euler_sample(denoiser, process: FlowMatching, x_T, *, generator=None, noise_sampler=None,
+                      progress: bool = False, clip_denoised: bool = False):
+    """Euler on dx/dt = v: x_{t_i} = x_{t_{i+1}} + (t_i − t_{i+1}) v̂ (DDIM at η = 0 on this process)."""
+    x = x_T
+    for i in _steps(process, progress, "euler"):
+        t, t_next = process.time(i + 1), process.time(i)
+        if i == 0:  # the last step lands on x̂_0 exactly (v is not needed at t = 0)
+            return _denoised(denoiser, process, x, t, clip_denoised)
+        x = tree_map(lambda xl, v: xl + (t_next - t) * v, x, _velocity(denoiser, process, x, t))
+    return x
+
+
+def flow_ddim_sample(denoiser, process: FlowMatching, x_T, *, generator=None, noise_sampler=None,
+                     progress: bool = False, eta: float = 0.0, clip_denoised: bool = False):
+    """DDIM on the flow process: Euler at η = 0, the stochastic step with noise scale η otherwise."""
+    if eta == 0:
+        return flow_euler_sample(denoiser, process, x_T, progress=progress, clip_denoised=clip_denoised)
+    return _stochastic(denoiser, process, x_T, noise_sampler or default_noise_sampler(generator), progress,
+                       clip_denoised, eta)
+
+
+@torch.no_grad()
+def flow_heun_sample(denoiser, process: FlowMatching, x_T, *, generator=None, noise_sampler=None,
+                     progress: bool = False, clip_denoised: bool = False):
+    """Heun (EDM Alg. 1) on dx/dt = v: an Euler predictor and a trapezoidal corrector per step, the last step
+    Euler (to x̂_0): K steps cost 2K − 1 network evaluations."""
+    x = x_T
+    for i in _steps(process, progress, "heun"):
+        t, t_next = process.time(i + 1), process.time(i)
+        if i == 0:
+            return _denoised(denoiser, process, x, t, clip_denoised)  # 3. last step: Euler to t = 0
+        v = _velocity(denoiser, process, x, t)
+        x_euler = tree_map(lambda xl, vl: xl + (t_next - t) * vl, x, v)  # 1. Euler predictor
+        v_next = _velocity(denoiser, process, x_euler, t_next)
+        x = tree_map(lambda xl, a, b: xl + (t_next - t) * 0.5 * (a + b), x, v, v_next)  # 2. trapezoidal corrector
+    return x
+
+
+def _half_log_snr(t: float) -> float:
+    """λ = log(α/σ) = log((1 − t)/t); −∞ at t = 1, +∞ at t = 0."""
+    if t >= 1.0:
+        return -math.inf
+    return math.inf if t <= 0.0 else math.log((1 - t) / t)
+
+
+@torch.no_grad()
+def flow_dpm_solver_pp_sample(denoiser, process: FlowMatching, x_T, *, generator=None, noise_sampler=None,
+                              progress: bool = False, clip_denoised: bool = False):
+    """DPM-Solver++ (2M) (Lu et al. 2022, Alg. 2) with α = 1 − t, σ = t: one evaluation a step; the first step
+    (from σ = 1, α = 0) and, below 15 steps, the last are first order."""
+    x, prev_x0, prev_h = x_T, None, None
+    for i in _steps(process, progress, "dpm++"):
+        t, t_next = process.time(i + 1), process.time(i)
+        x0 = _denoised(denoiser, process, x, t, clip_denoised)  # 1. data prediction at t_{i+1}
+        if i == 0:
+            return x0
+        h = _half_log_snr(t_next) - _half_log_snr(t)  # 2. h = λ(t_i) − λ(t_{i+1}) (∞ on the first step)
+        if prev_x0 is None or (i == 1 and process.num_timesteps < 15):
+            d = x0  # 3a. first order (DDIM)
+        else:  # 3b. D = (1 + 1/(2r)) x̂_0 − 1/(2r) x̂_0(previous), r = h_prev / h
+            r = prev_h / h
+            d = tree_map(lambda a, b: (1 + 1 / (2 * r)) * a - (1 / (2 * r)) * b, x0, prev_x0)
+        # 4. x_{t_i} = (σ_i/σ_{i+1}) x − α_i (e^{−h} − 1) D
+        (alpha_j, sigma_j), (_, sigma_i) = process.alpha_sigma_at(t_next), process.alpha_sigma_at(t)
+        x = tree_map(lambda xl, dl: (sigma_j / sigma_i) * xl - (alpha_j * math.expm1(-h)) * dl, x, d)
+        prev_x0, prev_h = x0, h
+    return x
+
+
+@torch.no_grad()
+def flow_sde_sample(denoiser, process: FlowMatching, x_T, *, generator=None, noise_sampler=None,
+                    progress: bool = False, clip_denoised: bool = False):
+    """The ancestral (SDE) sampler: DDIM's update (Song et al. 2021, eq. 12) with the full noise, η = 1, which is
+    SDE-DPM-Solver++ 1 (Lu et al. 2022): x_{t_i} = α_i x̂_0 + √(σ_i² − c²) ε̂ + c z, c = σ_i √(1 − e^{−2h})."""
+    return _stochastic(denoiser, process, x_T, noise_sampler or default_noise_sampler(generator), progress,
+                       clip_denoised, 1.0)
+
+
+@torch.no_grad()
+def _stochastic(denoiser, process: FlowMatching, x_T, noise_sampler, progress: bool, clip_denoised: bool,
+                eta: float):
+    x = x_T
+    for i in _steps(process, progress, "sde"):
+        t, t_next = process.time(i + 1), process.time(i)
+        x0 = _denoised(denoiser, process, x, t, clip_denoised)  # 1. x̂_0 at t_{i+1}
+        if i == 0:
+            return x0
+        (alpha_j, sigma_j), (alpha_i, sigma_i) = process.alpha_sigma_at(t_next), process.alpha_sigma_at(t)
+        eps = tree_map(lambda xl, d: (xl - alpha_i * d) / sigma_i, x, x0)  # 2. ε̂ = (x − α x̂_0) / σ
+        # 3. c = η σ' √(1 − e^{−2h}), e^{−h} = α σ' / (α' σ) (0 from pure noise, where α = 0)
+        ratio = (alpha_i * sigma_j) / (alpha_j * sigma_i)
+        c = eta * sigma_j * math.sqrt(max(0.0, 1 - ratio**2))
+        z = noise_sampler(x)  # 4. x' = α' x̂_0 + √(σ'² − c²) ε̂ + c z
+        x = tree_map(lambda d, e, zl: alpha_j * d + math.sqrt(max(0.0, sigma_j**2 - c**2)) * e + c * zl, x0, eps, z)
+    return x
