@@ -44,6 +44,7 @@ TEXT_EVAL_COMMANDS = [
     "ditkit t2i-eval --checkpoint {model} --num-seen 1000 --num-held-out 500 --cfg-scale 4 --sampler dpm++ "
     "--steps 20 --seed 0 --out {samples}/metrics.json",
 ]
+TEXT_EXTRACTORS = {"shapes": "attribute-classifier:shapes", "mnist": "classifier:mnist"}  # what reads t2i images
 UNI_EVAL_COMMANDS = [
     "ditkit uni-eval --checkpoint {model} --num-samples {uni_samples} --seed 0 --out {samples}/metrics.json",
 ]
@@ -208,7 +209,7 @@ def main() -> None:
         metrics = report["metrics"]
     config["extra"]["evaluation"] = {
         "commands": [t.format(samples="bundled-eval", model=dest.name, **fill) for t in templates],
-        "extractor": "attribute-classifier:shapes" if kind != "dit" else report.get("extractor"),
+        "extractor": report.get("extractor") if kind == "dit" else TEXT_EXTRACTORS.get(data),
         "metrics": metrics,
     }
     (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
