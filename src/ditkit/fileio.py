@@ -116,7 +116,7 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
     if path.is_dir():
         raise DitkitError(f"{flag} {path} is a folder; give the file to write, e.g. {path / 'scores.json'}.")
     if not path.parent.resolve().is_dir():
-        raise DitkitError(f"cannot write {flag} {path}: the folder {path.parent} does not exist.")
+        raise DitkitError(f"cannot write {flag} {path}: folder {path.parent} does not exist.")
     _probe(path.parent, f"{flag} {path}")
     return path
 

@@ -8,11 +8,15 @@ calling the library. User errors (``DitkitError``) become one line on stderr and
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from ..errors import DitkitError
 from ..version import __version__
+
+# OSErrors that name a problem with the user's disk or paths, not a bug: one line like a DitkitError.
+_PLACE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR}
 
 # Order is the order shown by ``ditkit --help``.
 _COMMANDS = ("sample", "train", "eval", "flops", "info", "export", "app", "study", "t2i-eval", "uni", "uni-eval")
@@ -51,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ditkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the disk, not ditkit: a read-only or full place found late is still one line
+        if exc.errno not in _PLACE_ERRORS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"ditkit {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -36,13 +35,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..errors import DitkitError
     from ..evaluation import evaluate, format_report
-    from ..fileio import atomic_write_json
+    from ..fileio import atomic_write_json, check_output_file
 
-    out_dir = os.path.dirname(os.path.abspath(args.out)) if args.out else None
-    if out_dir and not os.path.isdir(out_dir):
-        raise DitkitError(f"cannot write {args.out}: folder {out_dir} does not exist")
+    if args.out:
+        check_output_file(args.out)  # a folder, a missing or read-only place: one line now, not after the scoring
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # evaluate() returns its warnings; printed below as single lines
         result = evaluate(args.samples, args.reference, extractor=args.extractor,

@@ -8,6 +8,7 @@ DiTs with mlp_ratio 4 and at most 1,000 classes exist in diffusers.
 from __future__ import annotations
 
 import argparse
+import os
 import warnings
 
 from .info import add_checkpoint_arguments
@@ -35,7 +36,11 @@ def run(args) -> int:
     args.out = args.out or args.out_option
     if not args.out:
         raise DitkitError("ditkit export needs the folder to write: ditkit export CHECKPOINT --out OUT")
+    from ..fileio import check_replaceable, check_writable
     from ..interop.diffusers import export_diffusers
+
+    check_replaceable(args.out, None, "an empty folder")  # before loading: nothing there is ever replaced
+    check_writable(os.path.dirname(os.path.abspath(os.path.expanduser(args.out))))
 
     with warnings.catch_warnings():  # guesses (a head count) are what `ditkit info` reports; not repeated here
         warnings.simplefilter("ignore")

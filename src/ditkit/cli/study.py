@@ -5,6 +5,7 @@ interrupted ones resume), 'report' writes the table and plots."""
 from __future__ import annotations
 
 import os
+import shlex
 
 
 HELP = "run the paper's scaling / block-design study from a TOML file, and report it"
@@ -71,7 +72,7 @@ def run_run(args) -> int:
                        cluster=cluster, log=lambda line: print(line, flush=True))
     counts = {s: list(states.values()).count(s) for s in dict.fromkeys(states.values())}
     print(f"study {spec.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-          + f"; report: ditkit study report {out}")
+          + f"; report: ditkit study report {shlex.quote(out)}")
     return 0
 
 

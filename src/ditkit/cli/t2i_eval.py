@@ -26,14 +26,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same images and scores")
     p.add_argument("--batch-size", type=int, default=64, help="images per generate call (default 64)")
-    p.add_argument("--out", metavar="JSON", help="also write the report here")
+    p.add_argument("--out", metavar="JSON", help="also write the report here (a file)")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..evaluation.text_to_image import evaluate_checkpoint
-    from ..fileio import atomic_write_json
+    from ..fileio import atomic_write_json, check_output_file
 
     if min(args.num_seen, args.num_held_out) < 0 or args.num_seen + args.num_held_out < 1:
         raise DitkitError("--num-seen and --num-held-out must be non-negative and not both 0.")
@@ -41,9 +42,11 @@ def run(args) -> int:
         raise DitkitError("--steps and --batch-size must be at least 1.")
     if not math.isfinite(args.cfg_scale):
         raise DitkitError(f"--cfg-scale must be a finite number, got {args.cfg_scale}")
+    if args.out:
+        check_output_file(args.out)  # before the sampling, not after it
     report = evaluate_checkpoint(args.checkpoint, num_seen=args.num_seen, num_held_out=args.num_held_out,
                                  cfg_scale=args.cfg_scale, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                                 batch_size=args.batch_size, device=args.device, progress=sys.stderr.isatty())
+                                 batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
     for part in ("seen", "held_out"):
         scores = report[part]
         if scores.get("count_prompts"):

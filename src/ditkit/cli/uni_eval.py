@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ..errors import DitkitError
+from .uni import guidance_scale
 
 
 def add_parser(subparsers) -> None:
@@ -21,14 +23,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--modes", default="t2i,i2t,joint", help="comma-separated, from t2i, i2t, joint (default all)")
     p.add_argument("-n", "--num-samples", type=int, default=500, help="samples per mode (default 500)")
     p.add_argument("--steps", type=int, default=50, help="DPM-Solver steps (default 50)")
-    p.add_argument("--scale", type=float, default=7.0, help="guidance scale (default 7)")
+    p.add_argument("--scale", type=guidance_scale, default=7.0, help="guidance scale >= 0 (default 7; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same samples and scores")
     p.add_argument("--batch-size", type=int, default=50, help="samples per generate call (default 50)")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
     p.add_argument("--data", metavar="shapes|mnist", help="score as a model of this data (default: the data the "
                    "checkpoint records it was trained on; shapes if it records none)")
     p.add_argument("--classifier", metavar="PATH", help="the data's classifier .safetensors (default: bundled)")
-    p.add_argument("--out", metavar="JSON", help="also write the scores here")
+    p.add_argument("--out", metavar="JSON", help="also write the scores here (a file)")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     p.set_defaults(func=run)
 
@@ -36,19 +39,23 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..checkpoints.unidiffuser import read_unidiffuser_config
     from ..evaluation.unidiffuser_eval import checkpoint_data, evaluate_unidiffuser, scoring_for
-    from ..fileio import atomic_write_json
+    from ..fileio import atomic_write_json, check_output_file
     from ..pipelines.unidiffuser import UniDiffuser
 
     if min(args.num_samples, args.steps, args.batch_size, args.beam_size) < 1:
         raise DitkitError("--num-samples, --steps, --batch-size and --beam-size must be at least 1.")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes:
+        raise DitkitError("--modes names no mode; give one or more of t2i, i2t, joint, comma-separated.")
+    if args.out:
+        check_output_file(args.out)  # before the sampling, not after it
     model = UniDiffuser.load(args.checkpoint, device=args.device)
     data = args.data or checkpoint_data(read_unidiffuser_config(args.checkpoint))
     scoring = scoring_for(data)
-    classifier = scoring.load_classifier(args.classifier, args.device) if set(modes) - {"i2t"} else None
+    classifier = _classifier(scoring, args.classifier, args.device) if set(modes) - {"i2t"} else None
     scores = evaluate_unidiffuser(model, modes, args.num_samples, data=scoring.data, classifier=classifier,
                                   steps=args.steps, scale=args.scale, seed=args.seed, batch_size=args.batch_size,
-                                  beam_size=args.beam_size)
+                                  beam_size=args.beam_size, progress=not args.no_progress)
     record = {"checkpoint": args.checkpoint, "data": scoring.data, "settings": {k: getattr(args, k) for k in (
         "modes", "num_samples", "steps", "scale", "seed", "batch_size", "beam_size", "classifier")}, "scores": scores}
     for mode, score in scores.items():
@@ -61,3 +68,20 @@ def run(args) -> int:
     else:
         print(json.dumps(record["scores"], indent=2))
     return 0
+
+
+def _classifier(scoring, path: str | None, device: str):
+    """The data's classifier (bundled, or ``--classifier FILE``); a file that is not one: one line."""
+    from safetensors import SafetensorError
+
+    if path is not None and not os.path.isfile(path):
+        raise DitkitError(f"--classifier {path}: no such file.")
+    if path is not None and not os.path.isfile(os.path.splitext(path)[0] + ".json"):
+        raise DitkitError(f"--classifier {path} is not a {scoring.data} classifier: one is a .safetensors file with "
+                          f"its .json beside it ({os.path.splitext(path)[0]}.json), as ditkit's classifier training "
+                          "writes them.")
+    try:
+        return scoring.load_classifier(path, device)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DitkitError(f"--classifier {path} is not a {scoring.data} classifier ({reason[:200]}).") from None

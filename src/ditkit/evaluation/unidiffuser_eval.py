@@ -29,6 +29,7 @@ import torch
 from ..data.captions import ComposedShapesDataset, parse_caption
 from ..errors import DitkitError
 from ..imaging import from_uint8
+from ..progress import progress_bar
 from . import digit_scoring as digits
 from .attributes import ATTRIBUTES, load_attribute_classifier, read_scenes, score_scenes
 
@@ -133,9 +134,11 @@ def _check_count(count: int) -> None:
         raise DitkitError(f"the evaluation needs at least 1 sample, got {count}")
 
 
-def _batches(count: int, batch_size: int):
+def _batches(count: int, batch_size: int, bar=None):
     for start in range(0, count, batch_size):
         yield start, min(start + batch_size, count)
+        if bar is not None:  # the progress of evaluate_unidiffuser(progress=True)
+            bar.update(min(start + batch_size, count) - start)
 
 
 def _classifier(scoring: UniScoring, classifier, model):
@@ -144,22 +147,22 @@ def _classifier(scoring: UniScoring, classifier, model):
 
 def evaluate_t2i(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], classifier=None,
                  split: str = "test", steps: int = 50, scale: float = 7.0, seed: int = 0, batch_size: int = 50,
-                 **_) -> dict:
+                 bar=None, **_) -> dict:
     _check_count(count)
     prompts, targets, _image = scoring.test_items(count, model.image_size, split)
     images = [model.generate("t2i", prompts=prompts[a:b], steps=steps, scale=scale, seed=seed + k).images
-              for k, (a, b) in enumerate(_batches(count, batch_size))]
+              for k, (a, b) in enumerate(_batches(count, batch_size, bar))]
     seen = scoring.read_images(_classifier(scoring, classifier, model), torch.cat(images))
     return scoring.score_images(seen, targets)
 
 
 def evaluate_i2t(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], split: str = "test",
                  steps: int = 50, scale: float = 7.0, seed: int = 0, batch_size: int = 50, beam_size: int = 5,
-                 **_) -> dict:
+                 bar=None, **_) -> dict:
     _check_count(count)
     truth, targets, image = scoring.test_items(count, model.image_size, split)
     captions = []
-    for k, (a, b) in enumerate(_batches(count, batch_size)):
+    for k, (a, b) in enumerate(_batches(count, batch_size, bar)):
         images = torch.stack([image(i) for i in range(a, b)])  # (B, C, H, W) in [-1, 1]
         captions += model.generate("i2t", images=images, steps=steps, scale=scale, seed=seed + k,
                                    beam_size=beam_size).captions
@@ -170,10 +173,10 @@ def evaluate_i2t(model, count: int = 500, *, scoring: UniScoring = SCORINGS["sha
 
 def evaluate_joint(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], classifier=None,
                    steps: int = 50, scale: float = 7.0, seed: int = 0, batch_size: int = 50, beam_size: int = 5,
-                   **_) -> dict:
+                   bar=None, **_) -> dict:
     _check_count(count)
     images, captions = [], []
-    for k, (a, b) in enumerate(_batches(count, batch_size)):
+    for k, (a, b) in enumerate(_batches(count, batch_size, bar)):
         out = model.generate("joint", n=b - a, steps=steps, scale=scale, seed=seed + k, beam_size=beam_size)
         images.append(out.images)
         captions += out.captions
@@ -187,12 +190,15 @@ EVALUATIONS = {"t2i": evaluate_t2i, "i2t": evaluate_i2t, "joint": evaluate_joint
 
 
 def evaluate_unidiffuser(model, modes=("t2i", "i2t", "joint"), count: int = 500, *, data: str | None = None,
-                         **settings) -> dict:
+                         progress: bool = False, **settings) -> dict:
     """Every requested mode's score on ``data``'s test split (``SCORINGS``; None: ``DEFAULT_DATA``);
-    ``settings``: steps, scale, seed, batch_size, beam_size, classifier."""
+    ``settings``: steps, scale, seed, batch_size, beam_size, classifier. ``progress``: samples done, as ``sample``
+    shows it (plain lines off a terminal)."""
     unknown = [m for m in modes if m not in EVALUATIONS]
     if unknown:
         raise DitkitError(f"no evaluation for mode {unknown[0]!r}; choose from {', '.join(EVALUATIONS)}")
     scoring = scoring_for(data)
     scoring.check_model(model)
-    return {mode: EVALUATIONS[mode](model, count, scoring=scoring, **settings) for mode in modes}
+    with progress_bar(total=count * len(modes), desc="uni-eval " + "+".join(modes), unit="sample",
+                      disable=not progress) as bar:
+        return {mode: EVALUATIONS[mode](model, count, scoring=scoring, bar=bar, **settings) for mode in modes}

@@ -29,7 +29,7 @@ from ..diffusion import DEFAULT_SAMPLER
 from ..errors import DitkitError
 from ..version import __version__
 from ..distributed import process_group
-from ..fileio import atomic_write, atomic_write_json
+from ..fileio import atomic_write, atomic_write_json, check_writable
 from .generate import effective_diffusion_config, generate_batches, plan_sampling
 from .images import make_grid, read_png, save_png, write_npz
 from .labels import classes_to_labels
@@ -136,11 +136,17 @@ def _check_resumable(out: Path, settings: dict, model_config: dict, sample_dir: 
             raise DitkitError(f"{out} holds samples but no run.json, so they cannot be resumed; "
                               "choose another --out folder")
         return
+    from .uni_folder import is_uni_output
+
+    if is_uni_output(out):
+        raise DitkitError(f"{out} is a `ditkit uni` output folder, not a `ditkit sample` one, so nothing was "
+                          "written there; choose another --out folder")
     try:
         previous = json.loads(run_json.read_text())
         old_settings, old_model = previous["settings"], previous["model"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise DitkitError(f"{run_json} is unreadable; choose another --out folder") from None
+        raise DitkitError(f"{run_json} is not a `ditkit sample` run record (unreadable, or written by something "
+                          "else), so nothing was written there; choose another --out folder") from None
     changed = sorted(k for k in set(old_settings) | set(settings) if old_settings.get(k) != settings.get(k))
     if old_model != model_config:
         changed.append("model config")
@@ -157,6 +163,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
     process), ``rank``, ``world_size``, and the paths written by rank 0.
     """
     out = Path(out)
+    check_writable(out)  # a read-only place, or a file on the way: one line now, not after the sampling
     # Ranks may wait long at a barrier while others sample a bigger share (e.g. on resume): generous timeout.
     with process_group(device, timeout=timedelta(hours=24)) as ranks:
         device = ranks.device
@@ -164,6 +171,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         model = loaded.model
         codec = load_codec(loaded, settings.vae, device=device)
         check_conditioning(model, classes=settings.classes, prompts=settings.prompts)
+        _check_prompted(model, settings)
         text_codec = load_text_codec(loaded.text_encoder_config, model, device=device) if is_text_model(model) else None
         if npz and codec is None:
             raise DitkitError("--npz needs decoded images; drop --vae none")
@@ -185,18 +193,9 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
             sample_dir.mkdir(parents=True, exist_ok=True)
             for stale in sample_dir.glob(".*.tmp"):  # left by an interrupted run
                 stale.unlink(missing_ok=True)
-            run_info = {
-                "ditkit_version": __version__,
-                "command": settings.command(steps=sampling.resolved_steps, batch_size=batch_size, npz=npz, out=out),
-                "settings": record,
-                "model": model_config,
-                "diffusion": effective_diffusion_config(loaded.diffusion_config,
-                                                        learn_sigma=model.config.learn_sigma),
-                "codec": loaded.codec_config,
-                "class_names": loaded.class_names,
-                "runtime": {"batch_size": batch_size, "device": str(device), "world_size": ranks.world_size},
-            }
-            atomic_write_json(out / "run.json", run_info)
+            command = settings.command(steps=sampling.resolved_steps, batch_size=batch_size, npz=npz, out=out)
+            runtime = {"batch_size": batch_size, "device": str(device), "world_size": ranks.world_size}
+            atomic_write_json(out / "run.json", _run_info(loaded, command, record, runtime))
         ranks.barrier()
 
         done = _existing_samples(sample_dir, suffix)
@@ -205,14 +204,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         batches = generate_batches(model, sampling, codec=codec, diffusion_config=loaded.diffusion_config,
                                    progress=progress and ranks.is_main, sample_indices=mine, device=device,
                                    text_codec=text_codec)
-        for batch in batches:
-            for position, index in enumerate(batch.indices):
-                name = sample_name(index, None if plan.labels is None else plan.labels[index])
-                if codec is None:
-                    data = save({"latent": batch.latents[position].contiguous()})
-                    atomic_write(sample_dir / f"{name}.safetensors", lambda f, data=data: f.write(data))
-                else:
-                    save_png(batch.images[position], sample_dir / f"{name}.png")
+        _write_samples(batches, plan.labels, codec is None, sample_dir)
         ranks.barrier()  # all samples are on disk
 
         summary = {"out": str(out), "num_samples": total, "skipped": total - len(missing),
@@ -222,6 +214,33 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
             summary["written"] = _gather(out, sample_dir, suffix, total, plan.labels, npz, captions)
         ranks.barrier()  # keep the group alive until rank 0 is done reading
     return summary
+
+
+def _check_prompted(model, settings: SampleSettings) -> None:
+    """A text model needs prompts (without, it would draw one unconditional image, silently)."""
+    if is_text_model(model) and not settings.prompts:
+        raise DitkitError(f"{settings.checkpoint or 'this checkpoint'} is a text-to-image model: give --prompt TEXT "
+                          "(repeat for several) or --prompts-file FILE; --prompt \"\" draws unconditional samples")
+
+
+def _run_info(loaded, command: str, record: dict, runtime: dict) -> dict:
+    """run.json: what reproduces the run and what a resume must match."""
+    model = loaded.model
+    return {"ditkit_version": __version__, "command": command, "settings": record, "model": model.config.to_dict(),
+            "diffusion": effective_diffusion_config(loaded.diffusion_config, learn_sigma=model.config.learn_sigma),
+            "codec": loaded.codec_config, "class_names": loaded.class_names, "runtime": runtime}
+
+
+def _write_samples(batches, labels, latents: bool, sample_dir: Path) -> None:
+    """Each sample as its own file, atomically (so an interrupted run resumes from what is complete)."""
+    for batch in batches:
+        for position, index in enumerate(batch.indices):
+            name = sample_name(index, None if labels is None else labels[index])
+            if latents:
+                data = save({"latent": batch.latents[position].contiguous()})
+                atomic_write(sample_dir / f"{name}.safetensors", lambda f, data=data: f.write(data))
+            else:
+                save_png(batch.images[position], sample_dir / f"{name}.png")
 
 
 def _gather(out: Path, sample_dir: Path, suffix: str, total: int, labels, npz: bool, captions=None) -> list[str]:

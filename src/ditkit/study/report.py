@@ -12,7 +12,7 @@ import os
 import warnings
 
 from ..errors import DitkitError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, check_replaceable, check_writable
 from ..training import TrainConfig
 from .spec import Cell
 from .status import read_evals, read_json, read_status
@@ -128,12 +128,26 @@ def _spearman_sentence(rows: list[dict]) -> str:
     return text
 
 
+REPORT_WHAT = "a study report folder (results.csv from `ditkit study report`)"
+
+
+def is_report_folder(folder) -> bool:
+    """Whether ``folder`` holds an earlier report (its own marker: results.csv's header)."""
+    try:
+        with open(os.path.join(folder, "results.csv"), encoding="utf-8") as f:
+            return f.readline().startswith("cell,")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_report(out: str, report_dir: str | None = None) -> dict:
     """Write results.csv, results.md and the plots; returns the paths and the statistics."""
     from .plots import write_plots
 
     rows = collect(out)
     report_dir = report_dir or os.path.join(out, "report")
+    check_replaceable(report_dir, is_report_folder, REPORT_WHAT)  # its files are rewritten: only ours, or new
+    check_writable(report_dir)
     os.makedirs(report_dir, exist_ok=True)
     plots = write_plots(rows, report_dir, block_groups(rows))
     atomic_write_text(os.path.join(report_dir, "results.csv"), to_csv(rows))

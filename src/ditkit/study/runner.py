@@ -11,17 +11,28 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
 from ..errors import DitkitError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, check_replaceable, check_writable
 from .spec import StudySpec
 from .status import CELL_FILE, FINAL_STATES, LOG_FILE, read_json, read_status, write_status
 
 STUDY_FILE = "study.json"
+
+
+STUDY_WHAT = "a study folder (its study.json from `ditkit study run`)"
+
+
+def is_study_folder(folder) -> bool:
+    """Whether ``folder`` is a study folder (its own marker: study.json with cells and a ditkit version)."""
+    study = read_json(os.path.join(folder, STUDY_FILE))
+    return isinstance(study, dict) and "cells" in study and "ditkit_version" in study
 
 
 def cell_dir(out: str, name: str) -> str:
@@ -84,6 +95,8 @@ def run_study(spec: StudySpec, out: str, *, jobs: int = 1, threads: int | None =
     if jobs < 1:
         raise DitkitError(f"--jobs must be at least 1, got {jobs}")
     out = os.path.abspath(out)
+    check_replaceable(out, is_study_folder, STUDY_WHAT)  # a folder of anyone else's is never written into
+    check_writable(out)
     with study_lock(out):
         prepare(spec, out)
         todo = cells_to_run(spec, out, retry_failed)
@@ -100,24 +113,59 @@ def run_study(spec: StudySpec, out: str, *, jobs: int = 1, threads: int | None =
 
 
 def run_local(dirs: list[str], jobs: int, threads: int, log=print) -> None:
-    """One worker subprocess per cell, at most ``jobs`` at a time, ``threads`` torch threads each."""
-    queue, running, total, finished = list(dirs), {}, len(dirs), 0
+    """One worker subprocess per cell, at most ``jobs`` at a time, ``threads`` torch threads each.
+
+    SIGTERM, SIGINT or SIGHUP to the runner is passed to every worker (a second one kills them); the runner
+    waits for them to exit and record their state, so the study's lock is held until no worker writes, then
+    stops with the signal's exit status."""
+    queue, running, total = list(dirs), {}, len(dirs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    while queue or running:
-        while queue and len(running) < jobs:
-            folder = queue.pop(0)
-            log_file = open(os.path.join(folder, LOG_FILE), "a")
-            proc = subprocess.Popen([sys.executable, "-m", "ditkit.study.worker", folder, "--threads", str(threads)],
-                                    stdout=log_file, stderr=subprocess.STDOUT, env=env)
-            running[proc] = (folder, log_file, time.time())
-            log(f"  started {os.path.basename(folder)} ({threads} thread{'s' if threads > 1 else ''})")
-        time.sleep(0.2)
-        for proc in [p for p in running if p.poll() is not None]:
-            folder, log_file, began = running.pop(proc)
-            log_file.close()
-            finished += 1
-            status = _settle(folder, proc.returncode)
-            log(f"  [{finished}/{total}] {os.path.basename(folder)}: {_describe(status, time.time() - began)}")
+    finished = 0
+    with _passing_signals(running, log) as stopping:
+        while queue or running:
+            while queue and len(running) < jobs and not stopping:
+                folder = queue.pop(0)
+                log_file = open(os.path.join(folder, LOG_FILE), "a")
+                proc = subprocess.Popen([sys.executable, "-m", "ditkit.study.worker", folder, "--threads",
+                                         str(threads)], stdout=log_file, stderr=subprocess.STDOUT, env=env)
+                running[proc] = (folder, log_file, time.time())
+                log(f"  started {os.path.basename(folder)} ({threads} thread{'s' if threads > 1 else ''})")
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                folder, log_file, began = running.pop(proc)
+                log_file.close()
+                finished += 1
+                status = _settle(folder, proc.returncode)
+                log(f"  [{finished}/{total}] {os.path.basename(folder)}: {_describe(status, time.time() - began)}")
+    if stopping:
+        log(f"study stopped by signal {stopping[0]}; every worker has exited, the next run resumes")
+        raise SystemExit(128 + stopping[0])
+
+
+@contextmanager
+def _passing_signals(running: dict, log):
+    """While the block runs, a stop signal is passed on to the running workers (the second one as SIGKILL) and
+    recorded in the yielded list, so the loop starts no new cell and ends once the workers have exited."""
+    stopping: list[int] = []
+
+    def forward(signum, _frame):
+        hard = bool(stopping)
+        stopping.append(signum)
+        for proc in list(running):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL if hard else signum)
+        log(f"  signal {signum}: {'killing' if hard else 'stopping'} {len(running)} worker(s); waiting for them")
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield stopping
+        return
+    names = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+    previous = {name: signal.signal(name, forward) for name in names}
+    try:
+        yield stopping
+    finally:
+        for name, handler in previous.items():
+            signal.signal(name, handler)
 
 
 def _settle(folder: str, returncode: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -101,7 +102,17 @@ def run_cell(cell_dir: str, threads: int | None = None) -> dict:
     return status
 
 
+def _stop(signum, _frame):
+    """SIGTERM / SIGHUP (and SIGINT) stop the cell as Ctrl-C does: recorded as interrupted, resumed next run. Later
+    signals are ignored, so recording the end is not cut short (the runner's second signal is SIGKILL)."""
+    for name in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(name, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    for name in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(name, _stop)
     parser = argparse.ArgumentParser(prog="python -m ditkit.study.worker", description="Run one study cell.")
     parser.add_argument("cell_dir")
     parser.add_argument("--threads", type=int, default=None)
