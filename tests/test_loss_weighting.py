@@ -29,7 +29,8 @@ def test_weights_follow_the_snr_formulas():
     t = torch.tensor([0, 100, 250, 500, 750, 999])
     ac = create_diffusion(None).alphas_cumprod[t.numpy()]
     snr = ac / (1 - ac)
-    expected = {"eps": np.ones_like(snr), "truncated-snr": np.maximum(1, 1 / snr), "p2": 1 / (1 + snr)}
+    expected = {"eps": np.ones_like(snr), "truncated-snr": np.maximum(1, 1 / snr), "p2": 1 / (1 + snr),
+                "min-snr": np.minimum(snr, 5) / snr}
     for name, want in expected.items():
         process, terms = _terms(name, t)
         got = (terms["loss"] - terms["vb"]) / terms["mse"]
@@ -37,12 +38,14 @@ def test_weights_follow_the_snr_formulas():
     # truncated SNR leaves the clean steps alone and lifts the noisy ones by orders of magnitude
     w = expected["truncated-snr"]
     assert w[0] == w[1] == 1 and w[-1] > 1e4
+    # min-SNR-5 damps only the clean steps (SNR > 5), where the ε-MSE's x₀ weight is largest
+    assert expected["min-snr"][0] < 1e-3 and expected["min-snr"][-1] == 1
 
 
 def test_only_the_minimised_loss_changes():
     t = torch.tensor([10, 400, 900, 999])
     _, plain = _terms("eps", t)
-    for name in ("truncated-snr", "p2"):
+    for name in ("truncated-snr", "p2", "min-snr"):
         _, weighted = _terms(name, t)
         assert torch.equal(weighted["mse"], plain["mse"]) and torch.equal(weighted["vb"], plain["vb"])
         assert not torch.equal(weighted["loss"], plain["loss"])
@@ -50,7 +53,7 @@ def test_only_the_minimised_loss_changes():
 
 
 def test_unknown_weighting_is_one_clear_error(tmp_path):
-    with pytest.raises(DitkitError, match="unknown loss weighting 'snr'.*eps, truncated-snr, p2"):
+    with pytest.raises(DitkitError, match="unknown loss weighting 'snr'.*eps, truncated-snr, p2, min-snr"):
         create_diffusion(None, loss_weighting="snr")
     assert DiffusionConfig().loss_weighting == "eps"
     assert DiffusionConfig.from_dict({"diffusion_steps": 1000}).loss_weighting == "eps"  # older checkpoints

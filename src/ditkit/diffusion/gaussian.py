@@ -79,6 +79,9 @@ LOSS_WEIGHTINGS = {
     "truncated-snr": lambda snr: np.maximum(1.0, 1.0 / snr),
     # P2, k = 1, γ = 1 (Choi et al. 2022): down-weights the clean-up steps (SNR > 1) against the content steps
     "p2": lambda snr: 1.0 / (1.0 + snr),
+    # Min-SNR-γ, γ = 5 (Hang et al. 2023): the x₀ weight min(SNR, 5), i.e. min(SNR, 5)/SNR on the ε-MSE: the
+    # clean steps stop dominating, which their paper found converges 3.4x faster
+    "min-snr": lambda snr: np.minimum(snr, 5.0) / snr,
 }
 
 

@@ -78,7 +78,8 @@ class TrainConfig:
         "diffusion_steps": ("steps of the training diffusion process", None),
         "noise_schedule": ("beta schedule", ("linear", "cosine")),
         "loss_weighting": ("per-timestep weight of the ε-MSE: eps (the paper's L_simple), truncated-snr (x₀ "
-                           "error weighted max(SNR, 1), Salimans & Ho 2022) or p2 (1/(1+SNR), Choi et al. 2022)",
+                           "error weighted max(SNR, 1), Salimans & Ho 2022), p2 (1/(1+SNR), Choi et al. 2022) or min-snr "
+                           "(min(SNR, 5)/SNR, Hang et al. 2023)",
                            tuple(LOSS_WEIGHTINGS)),
         "process": ("ddpm (the paper's) or flow (rectified flow, SiT; the flags below are its own)", PROCESSES),
         "prediction": ("flow: the network predicts the velocity or the clean image (x)", PREDICTIONS),
