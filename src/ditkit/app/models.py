@@ -18,8 +18,20 @@ def recent_checkpoints(runs_dir: str | Path | None, limit: int = RECENT_LIMIT) -
         return []
     found = [p.parent for p in Path(runs_dir).glob("*/checkpoints/step-*/config.json")]
     found += [p.parent for p in Path(runs_dir).glob("checkpoints/step-*/config.json")]  # runs_dir is one run
-    found = sorted(set(found), key=lambda p: p.stat().st_mtime, reverse=True)
+    found = sorted((p for p in set(found) if _samplable(p)), key=lambda p: p.stat().st_mtime, reverse=True)
     return found[:limit]
+
+
+def _samplable(folder: Path) -> bool:
+    """Not a stage-1 caption decoder: it trains a U-ViT, it does not sample (``checkpoints.format.decoder_message``)."""
+    import json
+
+    from ..checkpoints.format import DECODER_FORMAT
+
+    try:
+        return json.loads((folder / "config.json").read_text()).get("format") != DECODER_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return True  # loading it names the problem
 
 
 def model_choices(runs_dir: str | Path | None) -> list[str]:

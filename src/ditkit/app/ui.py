@@ -37,8 +37,8 @@ def _shown_errors(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except DitkitError as exc:
-            raise gr.Error(str(exc)) from None
+        except DitkitError as exc:  # the user's mistake: the page says it, the console stays quiet
+            raise gr.Error(str(exc), print_exception=False) from None
         except Exception as exc:  # a bug or an unreadable file: say so, keep serving
             raise gr.Error(f"{type(exc).__name__}: {exc}") from None
 
@@ -83,7 +83,10 @@ def _model_inputs(gr, settings: AppSettings) -> dict:
         c["mode"] = gr.Radio([], label="Mode", visible=False, elem_id="mode")
         c["prompt"] = gr.Textbox(label="Prompt", visible=False, elem_id="prompt")
         c["negative"] = gr.Textbox(label="Negative prompt", visible=False)
-        c["image"] = gr.Image(label="Input image (image modes)", type="filepath", visible=False, height=160)
+        # a file, not gr.Image: gr.Image converts uploads itself (16-bit grey clipped to white; a non-image gets
+        # Gradio's "Could not preprocess"); ditkit's reader scales deep images and names what it cannot read
+        c["image"] = gr.File(label="Input image (image modes)", type="filepath", file_types=["image"], visible=False,
+                             height=160)
     return c
 
 

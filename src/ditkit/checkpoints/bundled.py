@@ -24,3 +24,15 @@ def locate(spec) -> Path:
     if path.exists():
         return path
     return bundled_models().get(str(spec), path)
+
+
+def shown(path) -> str:
+    """``path`` as messages show it: a bundled model by its name (not the package's internal folder)."""
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return str(path)
+    for name, folder in bundled_models().items():
+        if resolved == folder or folder in resolved.parents:
+            return name if resolved == folder else f"{name}/{resolved.relative_to(folder)}"
+    return str(path)

@@ -22,6 +22,14 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "ditkit"
 UNI_FORMAT = "ditkit-unidiffuser"  # a UniDiffuser folder (checkpoints/unidiffuser.py)
+DECODER_FORMAT = "ditkit-caption-decoder"  # UniDiffuser's stage 1 (training/unidiffuser_run.py writes it)
+
+
+def decoder_message(folder) -> str:
+    """What a stage-1 caption-decoder checkpoint is, and where it is used (for any command given one)."""
+    return (f"{folder} is a UniDiffuser caption decoder (stage 1, `ditkit train --model caption-decoder`), not a "
+            f"model to sample: it is used to train the U-ViT, `ditkit train --model uvit-... --init-from {folder}`, "
+            "whose checkpoints `ditkit uni` samples.")
 
 
 def first_line(exc: BaseException) -> str:
@@ -138,12 +146,17 @@ def read_json(file: Path) -> dict:
 
 
 def read_config(folder: Path) -> dict:
+    from .bundled import shown  # a bundled model is named, not its folder inside the package
+
     file = folder / CONFIG_NAME
     data = read_json(file)
     if data.get("format") == UNI_FORMAT:
-        raise DitkitError(f"{folder} is a UniDiffuser checkpoint, not a DiT: sample it with "
-                          f"`ditkit uni MODE --checkpoint {folder}` (`ditkit uni --help` lists the modes) and "
+        raise DitkitError(f"{shown(folder)} is a UniDiffuser checkpoint, not a DiT: sample it with "
+                          f"`ditkit uni MODE --checkpoint {shown(folder)}` (`ditkit uni --help` lists the modes) and "
                           "score it with `ditkit uni-eval`.")
+    if data.get("format") == DECODER_FORMAT:
+        raise DitkitError(decoder_message(shown(folder)))
     if data.get("format") != FORMAT or not isinstance(data.get("model"), dict):
-        raise DitkitError(f"{file} is not a ditkit checkpoint config (it lacks \"format\": \"ditkit\" and a model).")
+        raise DitkitError(f"{shown(file)} is not a ditkit checkpoint config (it lacks \"format\": \"ditkit\" and a "
+                          "model).")
     return data

@@ -18,8 +18,9 @@ from ..errors import DitkitError
 from ..fileio import atomic_dir, check_replaceable
 from ..models.uvit import UViT, UViTConfig, infer_uvit_config, load_uvit_state_dict
 from ..version import __version__
-from .bundled import locate
-from .format import CONFIG_NAME, FORMAT, UNI_FORMAT, WEIGHTS_NAME, read_json, read_safetensors
+from .bundled import locate, shown
+from .format import (CONFIG_NAME, DECODER_FORMAT, FORMAT, UNI_FORMAT, WEIGHTS_NAME, decoder_message, read_json,
+                     read_safetensors)
 from .official import is_state_dict, safe_torch_load, strip_wrapper_prefixes
 
 __all__ = ["UNI_FORMAT", "save_unidiffuser_folder", "read_unidiffuser_config", "read_unidiffuser_folder",
@@ -57,17 +58,21 @@ def read_unidiffuser_config(path) -> dict:
     """The config of a UniDiffuser folder (or bundled name) whose weights file is there; one DitkitError if not."""
     path = locate(path)
     if not path.is_dir():
-        raise DitkitError(f"{path} is not a folder: a UniDiffuser checkpoint is a folder with {CONFIG_NAME}.")
+        raise DitkitError(f"{shown(path)} is not a folder: a UniDiffuser checkpoint is a folder with "
+                          f"{CONFIG_NAME}.")
     if not (path / CONFIG_NAME).is_file():
-        raise DitkitError(f"{path} is not a ditkit UniDiffuser checkpoint (it has no {CONFIG_NAME}).")
+        raise DitkitError(f"{shown(path)} is not a ditkit UniDiffuser checkpoint (it has no {CONFIG_NAME}).")
     config = read_json(path / CONFIG_NAME)
     if config.get("format") == FORMAT:
-        raise DitkitError(f"{path} is a DiT checkpoint, not a UniDiffuser: sample it with `ditkit sample --checkpoint "
-                          f"{path}` (a text model is scored with `ditkit t2i-eval`).")
+        raise DitkitError(f"{shown(path)} is a DiT checkpoint, not a UniDiffuser: sample it with `ditkit sample "
+                          f"--checkpoint {shown(path)}` (a text model is scored with `ditkit t2i-eval`).")
+    if config.get("format") == DECODER_FORMAT:
+        raise DitkitError(decoder_message(shown(path)))
     if config.get("format") != UNI_FORMAT or not isinstance(config.get("uvit"), dict):
-        raise DitkitError(f"{path} is not a ditkit UniDiffuser checkpoint (its {CONFIG_NAME} has another format).")
+        raise DitkitError(f"{shown(path)} is not a ditkit UniDiffuser checkpoint (its {CONFIG_NAME} has another "
+                          "format).")
     if not (path / WEIGHTS_NAME).is_file():
-        raise DitkitError(f"{path} has no {WEIGHTS_NAME}.")
+        raise DitkitError(f"{shown(path)} has no {WEIGHTS_NAME}.")
     return config
 
 

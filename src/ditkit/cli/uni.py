@@ -34,8 +34,9 @@ def add_parser(subparsers) -> None:
                                                                      "sampler; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="same seed and inputs → same outputs")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
-    p.add_argument("--out", default="ditkit-uni", help="output folder: new, empty, or an earlier `ditkit uni` output "
-                                                       "(replaced whole); nothing else is replaced (default ./ditkit-uni)")
+    p.add_argument("--out", default="ditkit-uni",
+                   help="output folder: new, empty, or an earlier `ditkit uni` output (replaced whole); nothing else "
+                        "is replaced (default ./ditkit-uni)")
     p.add_argument("--no-progress", action="store_true", help="do not show progress")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 … (default cpu)")
     p.set_defaults(func=run)
