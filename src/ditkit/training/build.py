@@ -267,3 +267,12 @@ def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None
     if resumed is not None:
         state.load(resumed, d)
     return state, notes
+
+
+def check_dispersive(config: TrainConfig, model_config, family) -> None:
+    """The dispersive loss needs a DiT (its blocks) and a block that exists: one DitkitError otherwise."""
+    if family is not None:
+        raise DitkitError(f"--dispersive-loss applies to DiT runs, not to a {family.name} run")
+    block, depth = config.dispersive_block, model_config.depth
+    if block is not None and not 0 <= block < depth:
+        raise DitkitError(f"--dispersive-block must be between 0 and {depth - 1} (the model's blocks), got {block}")

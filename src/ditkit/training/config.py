@@ -67,6 +67,10 @@ class TrainConfig:
     lr: float = knob(1e-4, "AdamW learning rate (constant after the warm-up)", group="recipe")
     warmup_steps: int = knob(0, "linear learning-rate warm-up over the first N steps (0: none, the paper's)",
                              group="recipe")
+    dispersive_loss: float = knob(0.0, "weight of the dispersive loss on one block's states (Wang & He 2025; "
+                                  "0.25-0.5 in the paper; 0: off)", group="recipe")
+    dispersive_block: int | None = knob(None, "the block whose states the dispersive loss spreads (default: the "
+                                        "middle one)", group="recipe")
     adam_beta2: float = knob(0.999, "AdamW's β2 (0.95: LightningDiT's, steadier at a high lr)", group="recipe")
     weight_decay: float = knob(0.0, "AdamW weight decay", group="recipe")
     ema_decay: float = knob(0.9999, "EMA decay", group="recipe")
@@ -137,6 +141,8 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.diffusion.diffusion_steps < 1:
             problems.append(f"diffusion_steps must be at least 1, got {self.diffusion.diffusion_steps}")
+        if not 0.0 <= self.dispersive_loss < float("inf"):
+            problems.append(f"the dispersive-loss weight must be ≥ 0, got {self.dispersive_loss}")
         if not 0.0 < self.adam_beta2 < 1.0:
             problems.append(f"AdamW's beta2 must be in (0, 1), got {self.adam_beta2}")
         for name in ("keep_last", "sample_every", "num_workers", "fid_every", "warmup_steps"):

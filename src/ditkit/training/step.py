@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from .dispersive import BlockStates, dispersive_loss
 from .ema import ema_decay_at, update_ema
 from .state import TrainState
 
@@ -29,8 +30,9 @@ class DiffusionObjective:
     batch: ``x`` (N, C, H, W) clean latents; ``y`` (N,) labels, absent for unconditional models.
     """
 
-    def __init__(self, diffusion):
+    def __init__(self, diffusion, dispersive: float = 0.0, dispersive_block: int | None = None):
         self.diffusion = diffusion
+        self.dispersive, self.dispersive_block = dispersive, dispersive_block  # weight 0: no regulariser
 
     def __call__(self, net, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         x, y = batch["x"], batch.get("y")
@@ -38,7 +40,16 @@ class DiffusionObjective:
         noise = None if generator is None else torch.randn(x.shape, generator=generator, device=x.device,
                                                             dtype=x.dtype)
         # the network may run in half precision under autocast; the diffusion losses (logs, VLB) run in fp32
-        return self.diffusion.training_losses(lambda x_t, tt: net(x_t, tt, y).float(), x, t, noise)
+        def losses():
+            return self.diffusion.training_losses(lambda x_t, tt: net(x_t, tt, y).float(), x, t, noise)
+
+        if not self.dispersive:
+            return losses()
+        with BlockStates(net, self.dispersive_block) as states:
+            terms = losses()
+        terms["dispersive"] = dispersive_loss(states.state).expand_as(terms["loss"])  # one value per batch
+        terms["loss"] = terms["loss"] + self.dispersive * terms["dispersive"]
+        return terms
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ..distributed import Dist, setup, teardown
 from ..fileio import atomic_write_json
 from ..progress import progress_bar
 from ..version import __version__
-from .build import (Data, build_state, check_writable, configure_machine, data_order, lr_at, model_config_for,
+from .build import (Data, check_dispersive, build_state, check_writable, configure_machine, data_order, lr_at, model_config_for,
                     on_main_then_share, open_data, read_resume)
 from .config import TrainConfig
 from .families import family_for
@@ -88,6 +88,9 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
             "extra": text.extra() if text else {}}
     state, notes = build_state(config, d, model_config, resumed, meta, family)
     objective = objective or (text.objective(diffusion) if text else DiffusionObjective(diffusion))
+    if config.dispersive_loss:  # the regulariser reads a DiT's blocks; a family's own objective has none
+        check_dispersive(config, model_config, family)
+        objective.dispersive, objective.dispersive_block = config.dispersive_loss, config.dispersive_block
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)
     if eval_fn is None and eval_every:  # before the run folder (bad settings stop here, nothing written), and
