@@ -165,7 +165,7 @@ def test_uni_out_replaces_its_own_earlier_output_and_an_empty_folder(tmp_path, u
     legacy = tmp_path / "legacy"  # written before run.json named its format
     legacy.mkdir()
     (legacy / "captions.txt").write_text("old\n")
-    (legacy / "run.json").write_text(json.dumps({"mode": "t", "command": "ditkit uni t -n 1"}))
+    (legacy / "run.json").write_text(json.dumps({"mode": "t", "notes": [], "ditkit_version": "0.1.0"}))
     assert _uni(uni_checkpoint, legacy) == 0
     assert json.loads((legacy / "run.json").read_text())["format"] == "ditkit-uni-output"
     empty = tmp_path / "empty"

@@ -33,13 +33,13 @@ WHAT = "a `ditkit uni` output folder (its run.json says \"format\": \"ditkit-uni
 
 
 def is_uni_output(folder) -> bool:
-    """Whether ``folder`` is a ``ditkit uni`` output (its own marker: run.json's format; older ones: its mode and
-    command). A ``ditkit sample`` folder, which has a run.json too, is not."""
+    """Whether ``folder`` is a ``ditkit uni`` output (its own marker: run.json's format; older ones: a uni mode,
+    notes and a ditkit version). A ``ditkit sample`` folder, which has a run.json too (with settings), is not."""
     try:
         run = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
         if run.get("format") is not None:
             return run["format"] == FORMAT
-        return run.get("mode") in MODES and str(run.get("command", "")).startswith("ditkit uni ")
+        return run.get("mode") in MODES and {"notes", "ditkit_version"} <= set(run) and "settings" not in run
     except (OSError, ValueError, AttributeError):
         return False
 
