@@ -37,7 +37,7 @@ def test_help_runs(command):
 @pytest.mark.parametrize("args, fragment", [
     (["sample", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["sample", "--steps", "many"], "invalid int value"),
-    (["sample", "--sampler", "euler"], "invalid choice"),
+    (["sample", "--sampler", "eulerr"], "invalid choice"),
     (["flops", "--block", "mode3"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
 ])

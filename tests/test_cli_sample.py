@@ -263,7 +263,7 @@ def test_bundled_models_by_name(capsys, tmp_path, monkeypatch, pixel_ckpt):
     (["--sampler", "ddim", "--eta", "nan"], "expected a finite number"),
     (["--sampler", "dpm++", "--eta", "0.5"], "the dpm++ sampler has no option 'eta'"),
     (["--num-samples", "2", "--steps", "0"], "steps"),
-    (["--num-samples", "2", "--sampler", "euler"], "invalid choice"),
+    (["--num-samples", "2", "--sampler", "eulerr"], "invalid choice"),
     (["--num-samples", "2", "--vae", "none", "--npz"], "--npz needs decoded images"),
     (["--num-samples", "2", "--guided-channels", "7"], "guided channels"),
     (["--num-samples", "0"], "at least 1"),
