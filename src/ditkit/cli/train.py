@@ -26,9 +26,17 @@ _OVERRIDES = {  # small-model flags → DiTConfig fields, so a tiny DiT needs no
     "class_dropout_prob": (float, "label dropout for classifier-free guidance (default 0.1)"),
     "text_pooled": (_on_off, "text models: add the pooled text vector to the timestep embedding, so adaLN sees "
                              "the prompt too (on/off; default off)"),
+    "mlp": (str, "MLP of every block: gelu (the paper's) or swiglu (about the same parameters; default gelu)"),
+    "norm": (str, "norms of the blocks and final layer: layernorm or rmsnorm (default layernorm)"),
+    "qk_norm": (_on_off, "RMSNorm over each head's queries and keys (on/off; default off)"),
+    "rope": (_on_off, "2-D rotary positions on queries and keys, replacing the sin-cos table (on/off; default off)"),
+    "long_skips": (_on_off, "U-ViT long skips from the first half of the blocks to the mirrored second half "
+                            "(on/off; default off)"),
 }
-# models.dit.BLOCKS and TEXT_BLOCKS, spelled out so that --help need not import torch (a test holds them equal)
+# models.dit.BLOCKS and TEXT_BLOCKS, MLPS, NORMS, spelled out so that --help need not import torch (a test holds
+# them equal)
 _BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context", "cross-text", "joint-text")
+_CHOICES = {"block": _BLOCKS, "mlp": ("gelu", "swiglu"), "norm": ("layernorm", "rmsnorm")}
 _TYPES = {"int": int, "float": float, "str": str}
 _REQUIRED = {"data"}  # the library defaults to mnist; on the command line the data is always named
 # A flag's parsed default: "not given", so that --recipe can fill it and an explicit flag overrides the recipe.
@@ -86,7 +94,7 @@ def add_parser(subparsers) -> None:
             for name, (kind, help_text) in _OVERRIDES.items():
                 groups[group_name].add_argument("--" + name.replace("_", "-"), type=kind, help=help_text,
                                                 metavar="on|off" if kind is _on_off else None,
-                                                choices=_BLOCKS if name == "block" else None)
+                                                choices=_CHOICES.get(name))
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,8 @@ Layout differences handled here:
 - q, k, v are separate linears (ditkit: one ``qkv``);
 - ``DiTPipeline`` hard-codes class 1000 as the null (unconditional) class, so the label table is padded to
   1,001 rows with the null row at 1000; models with more than 1,000 classes cannot be expressed;
-- only the adaLN-Zero block with mlp_ratio 4 exists in diffusers.
+- only the adaLN-Zero block with mlp_ratio 4 and the paper's layers (no architecture options) exists in
+  diffusers.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def check_expressible(config: DiTConfig) -> None:
         )
     if config.mlp_ratio != 4.0:
         raise DitkitError(f"diffusers' DiT has MLPs 4x the width; this model's mlp_ratio is {config.mlp_ratio}.")
+    if config.changed_options():
+        raise DitkitError(
+            f"diffusers' DiTTransformer2DModel has no layers for ditkit's architecture options "
+            f"({', '.join(config.changed_options())}), so this model cannot be exported to diffusers."
+        )
     if config.num_classes > PIPELINE_NULL_CLASS:
         raise DitkitError(
             f"diffusers' DiTPipeline uses class {PIPELINE_NULL_CLASS} as its null class, so a model with "

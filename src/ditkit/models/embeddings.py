@@ -1,4 +1,5 @@
-"""Input embeddings of a DiT: patches, fixed 2-D sin-cos positions, timesteps and class labels.
+"""Input embeddings of a DiT: patches, fixed 2-D sin-cos positions, 2-D rotary positions (RoPE), timesteps and
+class labels.
 
 Parameter names match the official DiT release (``x_embedder.proj``, ``t_embedder.mlp``,
 ``y_embedder.embedding_table``) so its checkpoints load without renaming.
@@ -38,6 +39,40 @@ def sincos_2d_position_embedding(embed_dim: int, grid_size: int) -> torch.Tensor
     first = _sincos_1d(embed_dim // 2, grid_w)
     second = _sincos_1d(embed_dim // 2, grid_h)
     return torch.cat([first, second], dim=1).float()
+
+
+# --------------------------------------------------------------------------------------------
+# 2-D rotary position embedding (RoPE) on attention queries and keys (DiTConfig.rope)
+# --------------------------------------------------------------------------------------------
+
+
+def rotary_2d_tables(head_dim: int, grid_size: int, prefix: int = 0, device=None,
+                     base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, each (prefix + grid_size**2, head_dim // 2) float32: one angle per channel pair and token.
+
+    Tokens are in raster order (token r·grid + c). The first head_dim/4 channel pairs turn with the token's
+    row, the last head_dim/4 with its column, at frequencies base^(-j / (head_dim/4)) (EVA / LightningDiT's
+    2-D RoPE). ``prefix`` leading tokens (in-context conditioning) have no grid position: angle 0, unrotated.
+    Computed per forward in float32 on the input's device: a few thousand values, and no buffer to save or
+    to leave behind on the meta device when checkpoints are loaded.
+    """
+    if head_dim % 4:
+        raise ValueError(f"2-D rotary embedding needs a head width divisible by 4, got {head_dim}")
+    quarter = head_dim // 4
+    freqs = base ** (-torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
+    coords = torch.arange(grid_size, dtype=torch.float32, device=device)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+    angles = torch.cat([rows.reshape(-1, 1) * freqs, cols.reshape(-1, 1) * freqs], dim=1)  # (T, head_dim/2)
+    angles = torch.cat([angles.new_zeros(prefix, 2 * quarter), angles])
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each channel pair (2i, 2i+1) of x (..., T, head_dim) by its token's angle i: q·k of two rotated
+    vectors then depends on their positions only through the offset. Float32 math, x's dtype back."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    a, b = pairs[..., 0], pairs[..., 1]
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2).to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ is 118.62 G. Rather than hand formulas (which drift as blocks change), we run th
 meta device — no memory, no arithmetic — under ``torch.utils.flop_counter.FlopCounterMode``, which counts
 every matmul, convolution and attention op in FLOPs (2 per MAC). Elementwise work (norms, activations,
 modulation) is not counted, as in the paper.
+
+The architecture options are counted as built: a SwiGLU MLP's three matrices and the long skips' Linear(2D, D)
+projections add their MACs and parameters; RMSNorm, QK-norm and RoPE are elementwise (no MACs), QK-norm adds
+its per-head scales to the parameters, and RoPE removes the stored sin-cos ``pos_embed`` from them.
 """
 
 from __future__ import annotations
