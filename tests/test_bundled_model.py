@@ -39,6 +39,7 @@ def test_bundled_model_recorded_accuracy_meets_the_target(name, data, channels, 
     assert evaluation["metrics"]["class_accuracy"] >= target
 
 
+@pytest.mark.slow  # 200 samples of each bundled model, scored (~55 s each on 2 busy cores)
 @pytest.mark.parametrize("name, data, channels, target", BUNDLED)
 def test_bundled_model_draws_the_class_it_is_asked_for(name, data, channels, target):
     """200 fresh samples (20 per class) at the README's settings, seeds unlike the bundling run's: the
@@ -51,6 +52,7 @@ def test_bundled_model_draws_the_class_it_is_asked_for(name, data, channels, tar
     assert report["metrics"]["class_accuracy"] >= target - 0.1, report["metrics"]
 
 
+@pytest.mark.slow  # the bundled model end to end through the CLI (~17 s)
 def test_default_sample_command_uses_the_bundled_model(tmp_path):
     """`ditkit sample` with no checkpoint: the bundled model, scored by the bundled classifier.
 
@@ -109,6 +111,7 @@ def test_bundled_text_model_recorded_scores_are_the_readmes():
     assert 0.4 <= seen["relation_axis"] <= 0.5 and 0.4 <= evaluation["metrics"]["held_out"]["relation_axis"] <= 0.5
 
 
+@pytest.mark.slow  # 64 prompts through the bundled text model, scored (~200 s on 2 busy cores)
 def test_bundled_text_model_draws_what_the_prompt_says():
     """64 fresh test prompts (items the bundling run did not use) and a new seed, through the library path:
     the attribute classifier must read the prompt back, within 10 points of the recorded floors (relation

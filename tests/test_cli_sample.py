@@ -321,6 +321,7 @@ def test_official_checkpoint_through_a_local_vae(capsys, tmp_path, fixtures_dir,
     assert code == 0 and err.count("ditkit sample: warning:") == 1 and "num_heads" in err
 
 
+@pytest.mark.slow  # torchrun with two ranks, like the other torchrun tests (~14 s)
 def test_torchrun_two_processes_share_the_work_and_resume(capsys, tmp_path, pixel_ckpt):
     """An interrupted single-process run finished by two torchrun ranks (gloo): the missing samples are
     shared between the ranks, the ones on disk are skipped, and the result is what one process makes."""

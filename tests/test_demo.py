@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the whole demo: sample, train, evaluate (~140 s on 2 busy cores)
 def test_demo_samples_trains_evaluates_and_says_where(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "ditkit.demo", "--out", str(out), "--train-steps", "20",

@@ -70,6 +70,7 @@ def has_checkpoint(out: Path, cell: str) -> bool:
     return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
 
 
+@pytest.mark.slow  # a study killed mid-run and resumed, in subprocesses (~60 s)
 def test_killed_study_resumes_without_redoing_finished_cells(tmp_path):
     spec, out = write_spec(tmp_path), tmp_path / "study"
     first, second = "T-p4-adaln-zero", "T-p8-adaln-zero"  # the costlier cell runs first

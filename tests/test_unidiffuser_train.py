@@ -208,6 +208,7 @@ def test_two_process_torchrun_resumes_exactly(tmp_path, decoder_ckpt):
     assert len(torch.load(tmp_path / "split/checkpoints/step-0000004/rng_states.pt", weights_only=True)) == 2
 
 
+@pytest.mark.slow  # two stages trained and resumed with the text cache (~15 s)
 def test_text_cache_encodes_every_caption_once_and_resumes_exactly(tmp_path, decoder_ckpt, capsys):
     from ditkit.pipelines.unidiffuser import UniDiffuser
     from ditkit.training.uni_text_table import NAME
