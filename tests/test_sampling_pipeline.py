@@ -135,7 +135,7 @@ def test_grayscale_codec_gives_one_channel_images():
     (dict(num_samples=2, colour="red"), "unknown sampling setting 'colour'"),
     (dict(num_samples=2, steps=0), "steps"),
     (dict(num_samples=2, steps=1001), "steps"),
-    (dict(num_samples=2, sampler="euler"), "unknown sampler"),
+    (dict(num_samples=2, sampler="eulerr"), "unknown sampler"),
     (dict(num_samples=2, guided_channels=4), "guided channels"),
     (dict(num_samples=2, cfg_scale=-1.0), "guidance scale"),
     (dict(num_samples=2, seed=-1), "seed"),

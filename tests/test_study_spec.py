@@ -113,7 +113,7 @@ def test_unknown_dataset_and_eval_settings(tmp_path):
     with pytest.raises(DitkitError, match="unknown dataset 'cifar'"):
         load(BASE.replace('"mnist"', '"cifar"') + '[[grid]]\nsizes = ["T"]\n', tmp_path)
     with pytest.raises(DitkitError, match="sampler must be one of"):
-        load(BASE + '[eval]\nevery = 1\nsampler = "euler"\n[[grid]]\nsizes = ["T"]\n', tmp_path)
+        load(BASE + '[eval]\nevery = 1\nsampler = "eulerr"\n[[grid]]\nsizes = ["T"]\n', tmp_path)
     with pytest.raises(DitkitError, match="set \\[eval\\] every"):
         load(BASE.replace("steps = 3", "steps = 3\nminutes = 1") + '[[grid]]\nsizes = ["T"]\n', tmp_path)
     with pytest.raises(DitkitError, match="not found"):

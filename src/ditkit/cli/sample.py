@@ -8,7 +8,7 @@ import math
 import sys
 import warnings
 
-from ..diffusion import DEFAULT_SAMPLER
+from ..diffusion import DEFAULT_SAMPLERS
 from ..pipelines import DEFAULT_VAE, SAMPLERS, SampleSettings, sample_to_folder
 from ..pipelines.text import read_prompts_file
 
@@ -33,7 +33,8 @@ def finite_float(text: str) -> float:
 
 def _sampler_help() -> str:
     about = "; ".join(f"{name} ({spec.about})" for name, spec in SAMPLERS.items())
-    return f"{about}; default {DEFAULT_SAMPLER}"
+    return (f"{about}; default: the one the checkpoint records, else {DEFAULT_SAMPLERS['ddpm']} for DDPM models and "
+            f"{DEFAULT_SAMPLERS['flow']} for flow models")
 
 
 HELP = "draw samples from a checkpoint (PNG per sample, grid, optional ADM .npz)"
@@ -54,13 +55,15 @@ def add_parser(subparsers) -> None:
                                                              "of the null text (with --cfg-scale)")
     p.add_argument("-n", "--num-samples", type=int, help="number of samples; on a class-conditional model "
                                                    "spread evenly over the classes (sample i gets class i mod K)")
-    p.add_argument("--cfg-scale", type=finite_float, default=1.0, help="classifier-free guidance scale (1 = none; "
-                                                                      "the paper uses 1.5 for FID, 4 for visuals)")
+    p.add_argument("--cfg-scale", type=finite_float, help="classifier-free guidance scale (1 = none; the paper uses "
+                                                         "1.5 for FID, 4 for visuals; default: the checkpoint's "
+                                                         "recorded scale, else 1)")
     p.add_argument("--guided-channels", type=int, help="guide only the first K channels (3 reproduces the "
                                                        "official code; default: all, the standard form)")
-    p.add_argument("--sampler", choices=list(SAMPLERS), default=DEFAULT_SAMPLER, help=_sampler_help())
-    defaults = ", ".join(f"{name} {spec.default_steps}" for name, spec in SAMPLERS.items())
-    p.add_argument("--steps", type=int, help=f"sampling steps (default: {defaults})")
+    p.add_argument("--sampler", choices=list(SAMPLERS), help=_sampler_help())
+    defaults = ", ".join(f"{name} {spec.default_steps}" + (f" (flow {spec.flow_steps})" if spec.flow_steps else "")
+                         for name, spec in SAMPLERS.items())
+    p.add_argument("--steps", type=int, help=f"sampling steps (default: the checkpoint's recorded steps, else {defaults})")
     p.add_argument("--eta", type=finite_float, help="DDIM's noise: 0 deterministic (default), 1 ancestral "
                                                     "(ddim only)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same images (per sample index)")

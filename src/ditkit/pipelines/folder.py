@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from ..diffusion import DEFAULT_SAMPLER
+from ..diffusion import DEFAULT_SAMPLERS, DiffusionConfig, get_sampler
 from ..errors import DitkitError
 from ..version import __version__
 from ..distributed import process_group
@@ -47,9 +47,9 @@ class SampleSettings:
     checkpoint: str | None = None  # None: the bundled default model
     classes: tuple[int | str, ...] | None = None  # numbers or the checkpoint's class names; None: every class
     num_samples: int | None = None
-    sampler: str = DEFAULT_SAMPLER
-    steps: int | None = None  # None: the sampler's default
-    cfg_scale: float = 1.0
+    sampler: str | None = None  # None: the checkpoint's recorded sampler, else its process's default
+    steps: int | None = None  # None: the recorded steps (for the recorded sampler), else the sampler's default
+    cfg_scale: float | None = None  # None: the checkpoint's recorded guidance scale, else 1 (none)
     guided_channels: int | None = None
     seed: int = 0
     vae: str | None = None  # None: the checkpoint's codec; "none": keep raw latents
@@ -58,6 +58,19 @@ class SampleSettings:
     prompts: tuple[str, ...] | None = None  # text models: sample i gets prompt i mod P
     negative_prompt: str | None = None  # text models: guide away from it instead of the null text
     precision: str = "fp32"  # the network's arithmetic: fp32, bf16 or auto (SamplingSettings.precision)
+
+    def resolved_for(self, loaded) -> "SampleSettings":
+        """Sampler, steps and guidance filled in: the given ones, else what the checkpoint records it samples
+        best with (``LoadedModel.sampling``), else the registry's defaults for its process."""
+        recorded = loaded.sampling
+        family = DiffusionConfig.from_dict(loaded.diffusion_config).process
+        sampler = self.sampler or recorded.get("sampler") or DEFAULT_SAMPLERS[family]
+        steps = self.steps
+        if steps is None:
+            steps = recorded.get("steps") if sampler == recorded.get("sampler") else None
+            steps = get_sampler(sampler).steps_for(family) if steps is None else int(steps)
+        cfg = self.cfg_scale if self.cfg_scale is not None else float(recorded.get("cfg_scale", 1.0))
+        return replace(self, sampler=sampler, steps=steps, cfg_scale=cfg)
 
     def sampling(self, labels: list[int] | None, batch_size: int) -> SamplingSettings:
         """The pipeline's settings, with ``classes`` resolved to label numbers."""
@@ -168,6 +181,7 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
     with process_group(device, timeout=timedelta(hours=24)) as ranks:
         device = ranks.device
         loaded = load_for_sampling(settings.checkpoint, device=device, num_heads=settings.num_heads)
+        settings = settings.resolved_for(loaded)
         model = loaded.model
         codec = load_codec(loaded, settings.vae, device=device)
         check_conditioning(model, classes=settings.classes, prompts=settings.prompts)

@@ -35,6 +35,7 @@ class LoadedModel:
     codec_config: dict | None = None  # None: the checkpoint does not say (official .pt files)
     class_names: list[str] | None = None
     text_encoder_config: dict | None = None  # text models: the frozen text encoder they were trained with
+    sampling: dict = field(default_factory=dict)  # how the model samples best (sampler, steps, cfg_scale), if recorded
 
 
 def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_overrides) -> LoadedModel:
@@ -50,7 +51,8 @@ def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_o
     return LoadedModel(model=model, checkpoint=str(Path(loaded.source).resolve()),
                        diffusion_config=dict(config.get("diffusion") or {}), codec_config=config.get("codec"),
                        class_names=config.get("class_names"),
-                       text_encoder_config=(config.get("extra") or {}).get("text_encoder"))
+                       text_encoder_config=(config.get("extra") or {}).get("text_encoder"),
+                       sampling=dict((config.get("extra") or {}).get("sampling") or {}))
 
 
 @contextmanager
