@@ -155,3 +155,19 @@ def test_latent_study_cells_see_the_vae_latents(tmp_path):
     with pytest.raises(DitkitError, match="does not divide the 8x8 model input"):
         load(BASE.replace("image_size = 32", 'image_size = 64\nvae = "ema"') + '[[grid]]\nsizes = ["T"]\n'
              'patch_sizes = [16]\n', tmp_path)
+
+
+def test_recipe_ladder_cells_resolve_recipes_and_process_options(tmp_path):
+    """A grid varies recipes, the process's own options by name and the model's options; each cell records the
+    resolved settings, and a flow cell's model predicts no variance (as the trainer builds it)."""
+    spec = load(BASE + '[eval]\nevery = 1\nsampler = "heun"\nsteps = 3\n[[grid]]\nsizes = ["T"]\n'
+                'recipe = ["dit", "fast"]\ntime_shift = [2.0]\nmlp = ["swiglu"]\n', tmp_path)
+    by_recipe = {c.train["recipe"]: c for c in spec.cells}
+    fast, paper = by_recipe["fast"], by_recipe["dit"]
+    assert fast.train["diffusion"] == {"process": "flow", "time_sampling": "logit-normal", "time_shift": 2.0}
+    assert fast.train["lr"] == 2e-3 and fast.train["adam_beta2"] == 0.95 and "lr" not in paper.train
+    assert fast.model_config["learn_sigma"] is False and paper.model_config["learn_sigma"] is True
+    assert fast.model_config["mlp"] == "swiglu" and spec.eval["sampler"] == "heun"
+    assert len(load_spec(ROOT / "studies" / "recipe.toml").cells) == 8
+    with pytest.raises(DitkitError, match="invalid choice|unknown recipe 'nope'"):
+        load(BASE + '[[grid]]\nsizes = ["T"]\nrecipe = ["nope"]\n', tmp_path)

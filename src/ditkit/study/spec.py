@@ -21,10 +21,13 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..diffusion import SAMPLERS as SAMPLER_REGISTRY
+from ..diffusion import DiffusionConfig
 from ..errors import DitkitError
 from ..models import BLOCKS, preset_config, resolve_config
 from ..models.flops import count_flops, count_params
 from ..training import TrainConfig
+from ..training.recipes import recipe_values
 
 SECTIONS = ("study", "train", "budget", "eval", "sizes", "grid")
 STUDY_KEYS = ("name", "data", "image_size", "seeds", "vae", "description")
@@ -32,11 +35,14 @@ BUDGET_KEYS = ("steps", "minutes", "compute")
 EVAL_KEYS = ("every", "samples", "sampler", "steps", "cfg", "extractor", "batch_size")
 SIZE_KEYS = ("hidden_size", "depth", "num_heads", "mlp_ratio")
 GRID_MODEL_KEYS = ("sizes", "models", "patch_sizes", "blocks")
-MODEL_OPTIONS = ("mlp_ratio", "class_dropout_prob", "learn_sigma")  # DiTConfig fields a grid may vary
+MODEL_OPTIONS = ("mlp_ratio", "class_dropout_prob", "learn_sigma", "mlp", "norm", "qk_norm", "rope",
+                 "long_skips")  # DiTConfig fields a grid may vary
+# DiffusionConfig fields a grid may vary by their own names (time_shift = [1.0, 3.0]); learn_sigma is the model's
+DIFFUSION_OPTIONS = tuple(name for name in DiffusionConfig.__dataclass_fields__ if name != "learn_sigma")
 # TrainConfig fields the study itself sets for every cell (they cannot be options).
 STUDY_OWNED = ("data", "image_size", "vae", "model", "model_overrides", "max_steps", "out", "resume", "seed",
                "progress", "threads", "init_from", "fid_every", "fid_samples")
-SAMPLERS = ("ddim", "ddpm", "dpm++")
+SAMPLERS = tuple(SAMPLER_REGISTRY)
 BUNDLED = ("mnist", "shapes")
 
 
@@ -279,7 +285,7 @@ def _as_list(value, where: str) -> list:
 
 def _expand_grid(spec: StudySpec, grid: dict, index: int, sizes: dict, channels: int, num_classes: int):
     where = f"[[grid]] #{index}"
-    allowed = list(GRID_MODEL_KEYS) + list(MODEL_OPTIONS) + _train_option_names()
+    allowed = list(GRID_MODEL_KEYS) + list(MODEL_OPTIONS) + list(DIFFUSION_OPTIONS) + _train_option_names()
     _check_keys_grid(grid, allowed, where)
     models = _model_axis(grid, where, sizes)
     blocks = _as_list(grid.get("blocks", ["adaln-zero"]), f"{where} blocks")
@@ -319,14 +325,22 @@ def _check_keys_grid(grid: dict, allowed: list[str], where: str) -> None:
 
 def _make_cell(spec, size_name, size, patch, block, options, seed, input_size, channels, num_classes) -> Cell:
     model_options = {k: v for k, v in options.items() if k in MODEL_OPTIONS}
-    train_options = {k: v for k, v in options.items() if k not in MODEL_OPTIONS}
+    diffusion_options = {k: v for k, v in options.items() if k in DIFFUSION_OPTIONS}
+    train_options = {k: v for k, v in options.items() if k not in MODEL_OPTIONS and k not in DIFFUSION_OPTIONS}
+    train = dict(spec.train, **train_options)
+    train["diffusion"] = {**train.get("diffusion", {}), **diffusion_options}
+    try:  # a recipe (the paper's by default) fills what the study leaves unset; the cell records the result
+        train = recipe_values(train.pop("recipe", "dit"), train)
+    except DitkitError as exc:
+        raise DitkitError(f"size {size_name} with patch {patch}: {exc}") from None
+    if train["diffusion"].get("process") == "flow":  # as the trainer builds it: a flow model has no variance
+        model_options.setdefault("learn_sigma", False)
     overrides = dict(size, patch_size=patch, block=block, **model_options)
     try:
         model_config = resolve_config("DiT-S/2", **overrides, input_size=input_size, in_channels=channels,
                                       num_classes=num_classes)
     except (DitkitError, TypeError) as exc:
         raise DitkitError(f"size {size_name} with patch {patch}: {exc}") from None
-    train = dict(spec.train, **train_options)
     name = f"{size_name}-p{patch}-{block}" + "".join(f"-{_short(k)}{_fmt(v)}" for k, v in options.items())
     if len(spec.seeds) > 1:
         name += f"-seed{seed}"
