@@ -36,8 +36,8 @@ from ditkit.pipelines.unidiffuser import UniDiffuser
 from ditkit.version import __version__
 
 EVAL_COMMANDS = [
-    "ditkit sample --checkpoint {model} --num-samples 1000 --cfg-scale 4 --sampler dpm++ --steps 20 --seed 1 --npz "
-    "--out {samples}",
+    "ditkit sample --checkpoint {model} --num-samples 1000 --cfg-scale {cfg_scale} --sampler {sampler} --steps {steps} "
+    "--seed 1 --npz --out {samples}",
     "ditkit eval --samples {samples}/samples.npz --reference {data}:test --out {samples}/metrics.json",
 ]
 TEXT_EVAL_COMMANDS = [
@@ -140,6 +140,10 @@ def main() -> None:
     parser.add_argument("--dest", help="where to write the model (default: src/ditkit/assets/models/<data>-dit, "
                         "<data>-t2i for a text model, <data>-uni for a UniDiffuser)")
     parser.add_argument("--uni-samples", type=int, default=500, help="UniDiffuser: samples per mode to score")
+    parser.add_argument("--sampler", default="dpm++", help="class models: the sampler it is scored with and "
+                        "records as its default (extra.sampling; bare `ditkit sample` uses it)")
+    parser.add_argument("--steps", type=int, default=20, help="class models: sampling steps, as --sampler")
+    parser.add_argument("--cfg-scale", type=float, default=4.0, help="class models: guidance scale, as --sampler")
     args = parser.parse_args()
 
     run = Path(args.run)
@@ -195,7 +199,8 @@ def main() -> None:
         templates = {"uni": UNI_EVAL_COMMANDS, "t2i": TEXT_EVAL_COMMANDS, "dit": EVAL_COMMANDS}[kind]
         if kind != "dit":
             samples.mkdir()  # the text evaluations write only their report
-        fill = dict(data=data, uni_samples=args.uni_samples)
+        fill = dict(data=data, uni_samples=args.uni_samples, sampler=args.sampler, steps=args.steps,
+                    cfg_scale=f"{args.cfg_scale:g}")
         for template in templates:
             argv = shlex.split(template.format(samples=samples, model=dest.resolve(), **fill))[1:]
             if ditkit_main(argv):
@@ -207,6 +212,8 @@ def main() -> None:
         metrics = {k: report[k] for k in ("seen", "held_out", "all")}
     else:
         metrics = report["metrics"]
+    if kind == "dit":  # how it samples best: what bare `ditkit sample --checkpoint NAME` uses
+        config["extra"]["sampling"] = {"sampler": args.sampler, "steps": args.steps, "cfg_scale": args.cfg_scale}
     config["extra"]["evaluation"] = {
         "commands": [t.format(samples="bundled-eval", model=dest.name, **fill) for t in templates],
         "extractor": report.get("extractor") if kind == "dit" else TEXT_EXTRACTORS.get(data),

@@ -169,3 +169,29 @@ def test_flow_checkpoint_samples_with_its_default_sampler_and_guidance(folder, t
                      diffusion_config=loaded.diffusion_config, progress=False, seed=0)
     assert torch.equal(out.latents, again.latents)  # the flow default is Heun, 10 steps
     assert math.isfinite(out.latents.abs().max().item())
+
+
+def test_bare_sample_command_uses_what_the_checkpoint_records(folder, tmp_path, capsys):
+    """``ditkit sample`` without --sampler/--steps/--cfg-scale: the checkpoint's recorded sampling (as bundled
+    models carry it), else the process's defaults; a flag given overrides just that setting."""
+    from ditkit.cli import main
+
+    result = train(config(folder, tmp_path / "run", max_steps=2, ckpt_every=2,
+                          diffusion=DiffusionConfig(process="flow")))
+    ckpt = result["checkpoint"]
+
+    def settings(*flags, out):
+        assert main(["sample", "--checkpoint", ckpt, "-n", "2", "--seed", "0",
+                     *flags, "--out", str(tmp_path / out)]) == 0
+        return json.load(open(tmp_path / out / "run.json"))["settings"]
+
+    plain = settings(out="plain")
+    assert (plain["sampler"], plain["steps"], plain["cfg_scale"]) == ("heun", 10, 1.0)  # the flow defaults
+    record = json.load(open(os.path.join(ckpt, "config.json")))
+    record["extra"]["sampling"] = {"sampler": "dpm++", "steps": 6, "cfg_scale": 2.5}
+    with open(os.path.join(ckpt, "config.json"), "w") as f:
+        json.dump(record, f)
+    recorded = settings(out="recorded")
+    assert (recorded["sampler"], recorded["steps"], recorded["cfg_scale"]) == ("dpm++", 6, 2.5)
+    mixed = settings("--sampler", "euler", out="mixed")  # another sampler: its own default steps
+    assert (mixed["sampler"], mixed["steps"], mixed["cfg_scale"]) == ("euler", 20, 2.5)
