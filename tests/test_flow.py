@@ -195,3 +195,15 @@ def test_bare_sample_command_uses_what_the_checkpoint_records(folder, tmp_path, 
     assert (recorded["sampler"], recorded["steps"], recorded["cfg_scale"]) == ("dpm++", 6, 2.5)
     mixed = settings("--sampler", "euler", out="mixed")  # another sampler: its own default steps
     assert (mixed["sampler"], mixed["steps"], mixed["cfg_scale"]) == ("euler", 20, 2.5)
+
+
+def test_export_refuses_a_flow_model_and_writes_nothing(folder, tmp_path, capsys):
+    from ditkit.cli import main
+
+    result = train(config(folder, tmp_path / "run", max_steps=1, ckpt_every=1,
+                          diffusion=DiffusionConfig(process="flow")))
+    capsys.readouterr()
+    code = main(["export", result["checkpoint"], "--out", str(tmp_path / "exported")])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained with flow matching" in err and err.count("\n") == 1
+    assert not (tmp_path / "exported").exists()

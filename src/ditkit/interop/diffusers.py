@@ -337,6 +337,9 @@ def export_diffusers(model, config: dict, out, *, vae=None) -> dict:
         raise DitkitError(f"{out} already exists and is not an empty folder; choose a new output folder.")
     dit = model.config
     check_expressible(dit)
+    if (config.get("diffusion") or {}).get("process", "ddpm") != "ddpm":
+        raise DitkitError("diffusers' DiTPipeline samples a DDPM (ε-prediction) model; this one was trained with "
+                          "flow matching, so it cannot be exported as a DiTPipeline.")
     codec = vae if vae is not None else config.get("codec")
     has_vae = vae is not None or (isinstance(codec, dict) and codec.get("type") == "vae")
     with atomic_dir(out) as tmp:
