@@ -47,3 +47,13 @@ def test_bad_flags_and_values_give_one_line(args, fragment):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["sample"], ["t2i-eval", "--checkpoint", "x"], ["uni", "t2i"]])
+def test_guidance_is_spelled_cfg_scale_everywhere_with_scale_as_alias(command):
+    from ditkit.cli import build_parser
+
+    parser = build_parser()
+    given = [parser.parse_args([*command, flag, "2.5"]) for flag in ("--cfg-scale", "--scale")]
+    values = [vars(ns).get("cfg_scale", vars(ns).get("scale")) for ns in given]
+    assert values == [2.5, 2.5]

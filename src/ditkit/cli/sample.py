@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
                                                              "of the null text (with --cfg-scale)")
     p.add_argument("-n", "--num-samples", type=int, help="number of samples; on a class-conditional model "
                                                    "spread evenly over the classes (sample i gets class i mod K)")
-    p.add_argument("--cfg-scale", type=finite_float, help="classifier-free guidance scale (1 = none; the paper uses "
+    p.add_argument("--cfg-scale", "--scale", dest="cfg_scale", type=finite_float, help="classifier-free guidance scale (1 = none; the paper uses "
                                                          "1.5 for FID, 4 for visuals; default: the checkpoint's "
                                                          "recorded scale, else 1)")
     p.add_argument("--guided-channels", type=int, help="guide only the first K channels (3 reproduces the "

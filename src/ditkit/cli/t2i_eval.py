@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
                    help="a text-to-image checkpoint folder or bundled name (default shapes-t2i)")
     p.add_argument("--num-seen", type=int, default=1000, help="test-split prompts (default 1000)")
     p.add_argument("--num-held-out", type=int, default=500, help="held-out-split prompts (default 500)")
-    p.add_argument("--cfg-scale", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
+    p.add_argument("--cfg-scale", "--scale", dest="cfg_scale", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
     p.add_argument("--sampler", default="dpm++", help="a sampler from the registry (default dpm++)")
     p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same images and scores")

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--caption-decoder", metavar="PATH", help="the official caption_decoder.pth (with --uvit)")
     p.add_argument("--steps", type=int, default=50, help="DPM-Solver steps = network evaluations (default 50, as "
                                                          "the official sampler)")
-    p.add_argument("--scale", type=guidance_scale, default=7.0, help="guidance scale >= 0 (default 7, as the official "
+    p.add_argument("--cfg-scale", "--scale", dest="scale", type=guidance_scale, default=7.0, help="guidance scale >= 0 (default 7, as the official "
                                                                      "sampler; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="same seed and inputs → same outputs")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
