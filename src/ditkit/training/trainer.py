@@ -72,13 +72,7 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     if resumed is not None and resumed["state"]["step"] >= config.max_steps:  # nothing left to do
         return {"step": resumed["state"]["step"], "loss": None, "checkpoint": resumed["path"],
                 "run_dir": run_dir, "already_done": True}
-    family = family_for(config)  # a non-DiT model (UniDiffuser and its caption decoder: families.py)
-    if family:
-        data, text = family.open(config, d), family
-        model_config = family.model_config(config, resumed)
-    else:  # captions (with a text encoder) train a text model; labels a class model
-        data, text = open_text_data(config, d) if config.text_encoder else (open_data(config, d), None)
-        model_config = model_config_for(text.with_model_fields(config) if text else config, data, resumed)
+    family, data, text, model_config = _open_data_and_model(config, d, resumed)
     config = replace(config, diffusion=replace(config.diffusion, learn_sigma=model_config.learn_sigma))
     order = data_order(config, d, data)
     diffusion = create_process(config.diffusion)
@@ -87,10 +81,7 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
             "precision": {"requested": requested_precision, "resolved": config.precision},
             "extra": text.extra() if text else {}}
     state, notes = build_state(config, d, model_config, resumed, meta, family)
-    objective = objective or (text.objective(diffusion) if text else DiffusionObjective(diffusion))
-    if config.dispersive_loss:  # the regulariser reads a DiT's blocks; a family's own objective has none
-        check_dispersive(config, model_config, family)
-        objective.dispersive, objective.dispersive_block = config.dispersive_loss, config.dispersive_block
+    objective = objective or _objective(config, diffusion, text, model_config, family)
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)
     if eval_fn is None and eval_every:  # before the run folder (bad settings stop here, nothing written), and
@@ -106,14 +97,7 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     bar = progress_bar(total=config.max_steps, initial=state.step, desc="training", unit="step",
                        disable=not (config.progress and d.is_main), dynamic_ncols=True)
     log = LogHook(window, metrics, bar, config.log_every, config.max_steps)
-    hooks = [CheckpointHook(window, os.path.join(run_dir, "checkpoints"), config.ckpt_every, config.keep_last,
-                            config.max_steps)]
-    if d.is_main and text:  # the text cache at each checkpoint and the end, so a resumed run need not re-encode
-        hooks.append(CallbackHook(text.save_cache, config.ckpt_every, config.max_steps))
-    if d.is_main and config.sample_every:
-        hooks.append(text.grid_hook(run_dir, data.codec, config) if text else SampleGridHook(run_dir, data.codec, config))
-    if d.is_main and eval_fn is not None and eval_every:
-        hooks.append(EvalHook(eval_fn, metrics, eval_every, config.max_steps))
+    hooks = _periodic_hooks(config, d, run_dir, data, text, window, metrics, eval_fn, eval_every)
     try:
         # -- the loop: step, then the periodic work that is due (only logging reads numbers back)
         while state.step < config.max_steps:
@@ -137,6 +121,40 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     if debug_dir:
         _write_debug(debug_dir, d.rank, order.history, state)
     return {"step": state.step, "loss": log.last_loss, "checkpoint": window.last_checkpoint, "run_dir": run_dir}
+
+
+def _open_data_and_model(config: TrainConfig, d: Dist, resumed):
+    """(family, data, text, model config): a non-DiT family's (UniDiffuser and its caption decoder), a text
+    model's (captions with a text encoder) or a class model's (labels)."""
+    family = family_for(config)
+    if family:
+        return family, family.open(config, d), family, family.model_config(config, resumed)
+    data, text = open_text_data(config, d) if config.text_encoder else (open_data(config, d), None)
+    return None, data, text, model_config_for(text.with_model_fields(config) if text else config, data, resumed)
+
+
+def _objective(config: TrainConfig, diffusion, text, model_config, family) -> Objective:
+    """The run's loss: the process's, through the text encoder for text runs, plus the dispersive loss if asked
+    (it reads a DiT's blocks; a family's own objective has none)."""
+    objective = text.objective(diffusion) if text else DiffusionObjective(diffusion)
+    if config.dispersive_loss:
+        check_dispersive(config, model_config, family)
+        objective.dispersive, objective.dispersive_block = config.dispersive_loss, config.dispersive_block
+    return objective
+
+
+def _periodic_hooks(config: TrainConfig, d: Dist, run_dir: str, data: Data, text, window, metrics, eval_fn,
+                    eval_every: int) -> list:
+    """Checkpoints (every rank), and on rank 0 the text cache, sample grids and the evaluation."""
+    hooks = [CheckpointHook(window, os.path.join(run_dir, "checkpoints"), config.ckpt_every, config.keep_last,
+                            config.max_steps)]
+    if d.is_main and text:  # the text cache at each checkpoint and the end, so a resumed run need not re-encode
+        hooks.append(CallbackHook(text.save_cache, config.ckpt_every, config.max_steps))
+    if d.is_main and config.sample_every:
+        hooks.append(text.grid_hook(run_dir, data.codec, config) if text else SampleGridHook(run_dir, data.codec, config))
+    if d.is_main and eval_fn is not None and eval_every:
+        hooks.append(EvalHook(eval_fn, metrics, eval_every, config.max_steps))
+    return hooks
 
 
 def _fid_eval_fn(config: TrainConfig):
