@@ -179,3 +179,20 @@ def test_a_sample_folder_with_a_run_json_is_not_a_uni_output(sample_output):
     assert (sample_output / "run.json").is_file() and not is_uni_output(sample_output)
     image = np.asarray(Image.open(next((sample_output / "samples").iterdir())))
     assert image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ["grid.png", "samples.npz"])
+def test_sample_refuses_a_folder_whose_files_it_would_replace(tmp_path, capsys, name):
+    """A user's folder holding a file of the name ``ditkit sample`` writes (and no run record of ours): one
+    line, exit 2, the file byte-identical — the run would otherwise overwrite it."""
+    from ditkit.cli import main
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / name).write_bytes(b"the user's own file")
+    (folder / "notes.txt").write_text("keep me")
+    code = main(["sample", "--num-samples", "2", "--steps", "2", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"already holds {name}" in err and err.count("\n") == 1
+    assert (folder / name).read_bytes() == b"the user's own file" and sorted(p.name for p in folder.iterdir()) == \
+        sorted([name, "notes.txt"])

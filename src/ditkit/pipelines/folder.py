@@ -37,6 +37,8 @@ from .loading import load_codec, load_for_sampling
 from .settings import SamplingSettings
 from .text import captioned_grid, check_conditioning, is_text_model, load_text_codec
 
+# What a run writes at the top of its folder: an existing one of these without our run.json is the user's.
+OUTPUT_NAMES = ("grid.png", "samples.npz", "latents.safetensors", "captions.txt")
 _SAMPLE_NAME = re.compile(r"^(\d+)(?:_class(\d+))?\.(png|safetensors)$")
 
 
@@ -148,6 +150,10 @@ def _check_resumable(out: Path, settings: dict, model_config: dict, sample_dir: 
         if _existing_samples(sample_dir, suffix):
             raise DitkitError(f"{out} holds samples but no run.json, so they cannot be resumed; "
                               "choose another --out folder")
+        ours = [name for name in OUTPUT_NAMES if (out / name).exists() or (out / name).is_symlink()]
+        if ours:  # not a ditkit sample run: files of the user's that the run would replace
+            raise DitkitError(f"{out} already holds {', '.join(ours)} and is not a `ditkit sample` output folder, "
+                              "so nothing was written there; choose another --out folder")
         return
     from .uni_folder import is_uni_output
 
