@@ -6,6 +6,8 @@ It runs the same ``ditkit`` commands a user would type, printing each one first:
 2. score 500 of its samples against held-out MNIST with the bundled offline classifier (FID, accuracy);
 3. train a small DiT on the bundled MNIST digits for a few hundred steps (progress bar, loss curve);
 4. sample from that fresh model and score it the same way;
+5. run every UniDiffuser mode of the bundled ``mnist-uni`` (``ditkit uni MODE``: text → image, image → text,
+   pairs, images, captions, and both variations) and draw them in one figure;
 then prints where every PNG and JSON landed.
 """
 
@@ -36,6 +38,38 @@ DEMO_PROMPTS = (
     "In the bottom right, a large green star", "a large blue star in the centre", "a large red triangle at the top",
     "a small green circle below a large yellow square", "there is a large magenta square on the left",
 )
+
+
+UNI_PROMPT_ITEM, UNI_IMAGE_ITEM = 3, 7  # test items (digits in turn) giving the prompt (a three) and image (a seven)
+
+
+def _uni_modes(out: Path, n: int = 4) -> Path:
+    """Every mode of the bundled mnist-uni, each by its ``ditkit uni`` command, drawn as one figure."""
+    from PIL import Image
+
+    from .diffusion.unidiffuser import MODES
+    from .evaluation.digit_scoring import digit_test_items
+    from .fileio import atomic_path
+    from .imaging import to_uint8
+    from .pipelines.uni_figure import draw_modes, rows_from_folders
+    from .pipelines.unidiffuser import MODE_INPUTS
+
+    captions, _, item = digit_test_items(UNI_IMAGE_ITEM + 1, 32)
+    prompt, image = captions[UNI_PROMPT_ITEM], to_uint8(item(UNI_IMAGE_ITEM))  # (32, 32, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    image_path = out / "input-digit.png"
+    Image.fromarray(image[..., 0]).save(image_path)
+    folders = {}
+    for mode in MODES:
+        needs = MODE_INPUTS[mode]
+        given = ["--prompt", prompt] if needs == "prompts" else ["--image", str(image_path)] if needs else []
+        folders[mode] = out / mode
+        _run(["uni", mode, "--checkpoint", "mnist-uni", *given, "-n", str(n), "--seed", "0", "--no-progress",
+              "--out", str(folders[mode])])
+    figure = draw_modes(rows_from_folders(folders, prompt, image), n)
+    with atomic_path(out / "modes.png", suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=120)
+    return out / "modes.png"
 
 
 def _metrics(path: Path) -> dict:
@@ -78,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     _run(["eval", "--samples", str(out / "trained-samples" / "samples.npz"), "--reference", "mnist:test",
           "--out", str(out / "trained-samples" / "metrics.json")])
 
+    # 5. UniDiffuser: every mode of the bundled mnist-uni, one command each, in one figure
+    modes_figure = _uni_modes(out / "uni")
+
     bundled = _metrics(out / "bundled-eval" / "metrics.json")
     trained = _metrics(out / "trained-samples" / "metrics.json")
     losses = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -93,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"                samples: {out / 'trained-samples' / 'grid.png'}; FID {trained['fid']:.2f}, "
           f"class accuracy {100 * trained['class_accuracy']:.1f}%")
     print(f"                metrics log: {train_dir / 'metrics.jsonl'}")
+    print(f"UniDiffuser     every mode of mnist-uni (text → image, image → text, pairs, ...): {modes_figure}")
     return 0
 
 
