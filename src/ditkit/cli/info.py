@@ -26,7 +26,7 @@ def add_checkpoint_arguments(parser) -> None:
     """The CHECKPOINT positional and ``--num-heads`` (official files do not store it), for commands that load one."""
     parser.add_argument("checkpoint", help="checkpoint folder, its config.json, an official .pt file, a diffusers "
                                            "DiT folder, a UniDiffuser folder, or a bundled model's name "
-                                           "(mnist-dit, shapes-dit, shapes-t2i)")
+                                           "(mnist-dit, shapes-dit, shapes-t2i; UniDiffuser: mnist-uni)")
     parser.add_argument("--num-heads", type=int, default=None,
                         help="attention heads, for official files of no paper size (the weights do not store it)")
 

@@ -42,7 +42,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sample", help=HELP, description=__doc__)
     p.add_argument("--checkpoint", metavar="PATH", help="ditkit checkpoint folder, official DiT .pt file, an "
                                                        "official name like DiT-XL/2-256 (downloaded once), or a "
-                                                       "bundled model's name (mnist-dit, shapes-dit, shapes-t2i); "
+                                                       "bundled model's name (mnist-dit, shapes-dit, shapes-t2i; "
+                                                       "mnist-uni is a UniDiffuser: ditkit uni); "
                                                        "default: mnist-dit, bundled with ditkit")
     p.add_argument("--classes", type=_class_list, metavar="3,7|cat,dog",
                    help="comma-separated class numbers or the checkpoint's class names, one sample each (with "
