@@ -13,7 +13,7 @@ import torch
 from ditkit.diffusion import SAMPLERS, DiffusionConfig, FlowMatching, create_process, run_sampler
 from ditkit.errors import DitkitError
 from ditkit.training import TrainConfig, train
-from test_training import TINY_FLAGS, assert_same, config, make_folder, run_cli, weights  # noqa: F401
+from tests.training.test_training import TINY_FLAGS, assert_same, config, make_folder, run_cli, weights  # noqa: F401
 
 FLOW = DiffusionConfig(process="flow", learn_sigma=False)
 MU, S = 0.3, 0.5  # data N(MU, S²) per pixel: its exact velocity field is known in closed form

@@ -83,7 +83,7 @@ def test_clip_score_on_a_tiny_local_clip(tmp_path, monkeypatch):
 
     from ditkit.errors import DitkitError
     from ditkit.evaluation.clip_score import ClipScorer
-    from test_text_codec import _bytes_to_unicode
+    from tests.codecs.test_text_codec import _bytes_to_unicode
 
     chars = _bytes_to_unicode()
     vocab = {c: i for i, c in enumerate(chars)}

@@ -25,7 +25,7 @@ from ditkit.codecs import PixelCodec
 from ditkit.errors import DitkitError
 from ditkit.models import DiTConfig, create_model
 
-from conftest import fixture_path
+from tests.conftest import fixture_path
 
 FIXTURES = fixture_path("reference-dit")
 STATE_DICT = FIXTURES / "tiny_dit_state_dict.pt"
@@ -406,7 +406,7 @@ def test_info_bad_input_is_one_line_exit_2(tmp_path, capsys):
 def _bundle_script():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "bundle_model.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "bundle_model.py"
     spec = importlib.util.spec_from_file_location("bundle_model", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -21,7 +21,7 @@ from ditkit.cli import main
 from ditkit.codecs import make_codec
 from ditkit.models import DiTConfig, create_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def save_tiny_checkpoint(folder: Path, *, num_classes=10, in_channels=3, codec=None) -> Path:

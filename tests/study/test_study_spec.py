@@ -10,7 +10,7 @@ import pytest
 from ditkit.errors import DitkitError
 from ditkit.study import load_spec, parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = """
 [study]

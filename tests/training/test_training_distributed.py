@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_training import TINY_FLAGS, make_folder
+from tests.training.test_training import TINY_FLAGS, make_folder
 
 
 def torchrun(args, debug_dir=None):

@@ -1,6 +1,6 @@
 """Same seeds, same numbers: samples pinned from the code BEFORE the sampler reshaping (issue 14).
 
-``tests/golden/samplers.safetensors`` was written by ``python tests/test_sampler_golden.py`` from the
+``tests/golden/samplers.safetensors`` was written by ``python tests/diffusion/test_sampler_golden.py`` from the
 pre-refactor samplers (commit "pin sampler outputs before the reshaping") and must never be regenerated
 to make this test pass: every later change to the samplers or the pipeline has to reproduce it.
 """
@@ -18,7 +18,7 @@ from ditkit.diffusion.guidance import cfg_denoiser
 from ditkit.models import DiTConfig, create_model
 from ditkit.pipelines import generate
 
-GOLDEN = Path(__file__).parent / "golden" / "samplers.safetensors"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "samplers.safetensors"
 
 
 def tiny_dit(learn_sigma=True):

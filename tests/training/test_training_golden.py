@@ -6,7 +6,7 @@ then changed the order of floating-point operations: losses are still identical,
 pinned ones by at most 3e-9 relative (per-tensor sums), inside the 1e-6 this test allows.
 
 Regenerate (only when a change of numbers is intended, and say why in the commit):
-    DITKIT_REGEN_GOLDEN=1 OMP_NUM_THREADS=1 python -m pytest tests/test_training_golden.py
+    DITKIT_REGEN_GOLDEN=1 OMP_NUM_THREADS=1 python -m pytest tests/training/test_training_golden.py
 """
 
 import hashlib
@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from ditkit.training import TrainConfig, train
 
-GOLDEN = Path(__file__).parent / "golden" / "training_mnist_tiny.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "training_mnist_tiny.json"
 STEPS = 4
 
 

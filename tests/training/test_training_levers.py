@@ -1,5 +1,6 @@
 """Training levers beside the process: the dispersive loss (its formula, where it hooks, exact resume, bad
-settings) — flow matching's own levers are in test_flow.py, the loss weightings in test_loss_weighting.py."""
+settings) — flow matching's own levers are in tests/diffusion/test_flow.py, the loss weightings in
+test_loss_weighting.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from ditkit.errors import DitkitError
 from ditkit.training import DiffusionObjective, train
 from ditkit.training.dispersive import BlockStates, dispersive_loss
-from test_training import assert_same, config, make_folder, weights
+from tests.training.test_training import assert_same, config, make_folder, weights
 
 
 def test_dispersive_loss_is_zero_for_a_collapsed_batch_and_falls_as_states_spread():

@@ -3,7 +3,7 @@
 One app process on a free port serves every step: generate a grid from the bundled model, a bad checkpoint
 path shows its error in the page and the next generation still works, two pages generating at once are
 both served, the monitor shows a short training run made here, the explorer counts Gflops.
-Set DITKIT_APP_SCREENSHOTS=docs to refresh the README's screenshots (docs/app-*.png).
+Set DITKIT_APP_SCREENSHOTS=docs to refresh the screenshots in docs/app.md (docs/app-*.png).
 """
 
 import os
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DITKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -13,7 +13,7 @@ from ditkit.errors import DitkitError
 from ditkit.models import create_model
 from ditkit.models.flops import count_flops, count_params, model_complexity
 
-from conftest import fixture_path
+from tests.conftest import fixture_path
 
 FIXTURES = fixture_path("reference-dit")
 OFFICIAL_GFLOPS = json.loads((FIXTURES / "official_gflops.json").read_text())

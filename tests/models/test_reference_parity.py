@@ -8,7 +8,7 @@ from ditkit.models import create_model
 
 
 def close(actual, expected, rel=1e-4):
-    """|a - e| <= rel * scale(e), scale = max |e| (the README's 'relative to the tensor's scale')."""
+    """|a - e| <= rel * scale(e), scale = max |e| (docs/dit.md: 'within 1e-4 of scale')."""
     scale = expected.abs().max().clamp(min=1e-12)
     err = (actual - expected).abs().max()
     assert err <= rel * scale, f"max abs error {err:.3e} > {rel:g} * scale {scale:.3e}"

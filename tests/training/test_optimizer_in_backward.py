@@ -11,7 +11,7 @@ from ditkit.errors import DitkitError
 from ditkit.training import train
 from ditkit.training.optimizer_in_backward import OptimizerInBackward, check_supported
 
-from test_training import assert_same, config, make_folder, weights
+from tests.training.test_training import assert_same, config, make_folder, weights
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from ditkit.diffusion.gaussian import create_diffusion
 from ditkit.errors import DitkitError
 from ditkit.training import train
 
-from test_training import assert_same, config, make_folder, weights
+from tests.training.test_training import assert_same, config, make_folder, weights
 
 
 def _terms(weighting, t):

@@ -9,7 +9,7 @@ import torch
 from ditkit.training import train
 from ditkit.training.bf16_moments import AdamWBf16Moments, stochastic_round_to_bf16
 
-from test_training import assert_same, config, make_folder, weights
+from tests.training.test_training import assert_same, config, make_folder, weights
 
 
 def test_first_step_equals_adamw_and_moments_are_stored_in_bf16():

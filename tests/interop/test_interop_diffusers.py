@@ -17,7 +17,7 @@ from ditkit.errors import DitkitError
 from ditkit.interop.diffusers import use_dit_timestep_frequencies
 from ditkit.models import create_model
 
-from conftest import fixture_path
+from tests.conftest import fixture_path
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -13,7 +13,7 @@ import ditkit.precision as precision
 from ditkit.cli import build_parser
 from ditkit.cli.train import config_from_args
 from ditkit.training import DiffusionObjective, TrainConfig, train
-from test_training import TINY_FLAGS, config, make_folder, run_cli  # noqa: F401 (a fixture)
+from tests.training.test_training import TINY_FLAGS, config, make_folder, run_cli  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
