@@ -15,7 +15,7 @@ import torch
 
 from ..progress import progress_bar
 from .flow import FlowMatching
-from .samplers import default_noise_sampler
+from .samplers import default_noise_sampler, dpm_solver_pp_2m_update
 from .state import like_first, tree_map
 
 
@@ -100,14 +100,9 @@ def flow_dpm_solver_pp_sample(denoiser, process: FlowMatching, x_T, *, generator
         if i == 0:
             return x0
         h = _half_log_snr(t_next) - _half_log_snr(t)  # 2. h = λ(t_i) − λ(t_{i+1}) (∞ on the first step)
-        if prev_x0 is None or (i == 1 and process.num_timesteps < 15):
-            d = x0  # 3a. first order (DDIM)
-        else:  # 3b. D = (1 + 1/(2r)) x̂_0 − 1/(2r) x̂_0(previous), r = h_prev / h
-            r = prev_h / h
-            d = tree_map(lambda a, b: (1 + 1 / (2 * r)) * a - (1 / (2 * r)) * b, x0, prev_x0)
-        # 4. x_{t_i} = (σ_i/σ_{i+1}) x − α_i (e^{−h} − 1) D
         (alpha_j, sigma_j), (_, sigma_i) = process.alpha_sigma_at(t_next), process.alpha_sigma_at(t)
-        x = tree_map(lambda xl, dl: (sigma_j / sigma_i) * xl - (alpha_j * math.expm1(-h)) * dl, x, d)
+        x = dpm_solver_pp_2m_update(x, x0, prev_x0, h, prev_h, alpha_j, sigma_j, sigma_i,
+                                    first_order=i == 1 and process.num_timesteps < 15)  # 3-4. the 2M update
         prev_x0, prev_h = x0, h
     return x
 

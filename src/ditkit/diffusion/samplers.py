@@ -146,13 +146,24 @@ def dpm_solver_pp_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *,
             return x0
         j = i - 1
         h = process.half_log_snr(j) - process.half_log_snr(i)  # 2. h_i = λ_{t_{i-1}} − λ_{t_i}
-        if prev_x0 is None or (j == 0 and len(steps) < 15):
-            d = x0  # 3a. first-order step: DPM-Solver++ 1 (= DDIM)
-        else:  # 3b. D_i = (1 + 1/(2r)) x̂_0(t_i) − 1/(2r) x̂_0(t_{i+1}), r = h_{i-1} / h_i
-            r = prev_h / h
-            d = tree_map(lambda a, b: (1 + 1 / (2 * r)) * a - (1 / (2 * r)) * b, x0, prev_x0)
-        # 4. x_{t_{i-1}} = (σ_{i-1}/σ_i) x_{t_i} − α_{i-1} (e^{−h} − 1) D_i
         (alpha_j, sigma_j), (_, sigma_i) = process.alpha_sigma(j), process.alpha_sigma(i)
-        x = tree_map(lambda xl, dl: (sigma_j / sigma_i) * xl - (alpha_j * math.expm1(-h)) * dl, x, d)
+        x = dpm_solver_pp_2m_update(x, x0, prev_x0, h, prev_h, alpha_j, sigma_j, sigma_i,
+                                    first_order=j == 0 and len(steps) < 15)
         prev_x0, prev_h = x0, h
     return x
+
+
+def dpm_solver_pp_2m_update(x, x0, prev_x0, h: float, prev_h: float | None, alpha_next: float, sigma_next: float,
+                            sigma_now: float, *, first_order: bool = False):
+    """One DPM-Solver++ (2M) update x_t → x_{t'} from the data prediction x̂_0 at t (and the previous one), shared
+    by every process's ``dpm++``: h = λ(t') − λ(t) in the half-log-SNR λ = log(α/σ), (α', σ') at t', σ at t.
+
+    First order (DPM-Solver++ 1 = DDIM) on the first step (no ``prev_x0``) or when ``first_order``.
+    """
+    if prev_x0 is None or first_order:
+        d = x0  # 3a. first-order step
+    else:  # 3b. D = (1 + 1/(2r)) x̂_0(t) − 1/(2r) x̂_0(previous t), r = h_previous / h
+        r = prev_h / h
+        d = tree_map(lambda a, b: (1 + 1 / (2 * r)) * a - (1 / (2 * r)) * b, x0, prev_x0)
+    # 4. x_{t'} = (σ'/σ) x_t − α' (e^{−h} − 1) D
+    return tree_map(lambda xl, dl: (sigma_next / sigma_now) * xl - (alpha_next * math.expm1(-h)) * dl, x, d)
