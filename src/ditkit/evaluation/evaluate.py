@@ -57,6 +57,37 @@ def evaluate(samples: str | ImageSet, reference: str, *, extractor: str | Featur
     recall, class_accuracy when the samples carry labels and a classifier is available), the
     ``extractor`` that made them, counts, resolutions, settings, warnings and the ditkit version.
     """
+    sample_set, bundled_ref = _open_samples(samples, reference, batch_size)
+    fx = extractor if isinstance(extractor, FeatureExtractor) else make_extractor(extractor, reference, inception_weights)
+    _check_labels(sample_set.labels, fx.num_classes, "the samples")
+    ref, metrics, notes = _score_against_reference(sample_set, reference, fx, batch_size=batch_size,
+                                                   max_pr_samples=max_pr_samples, is_splits=is_splits,
+                                                   fd_method=fd_method, use_cache=use_cache, progress=progress)
+    class_accuracy_by = fx.name if "class_accuracy" in metrics else None
+    if sample_set.labels is not None and "class_accuracy" not in metrics and bundled_ref \
+            and bundled_ref[0] in bundled_classifier_names():
+        # Inception knows ImageNet classes, not ours: judge the labels with the dataset's classifier.
+        metrics["class_accuracy"], class_accuracy_by = _bundled_class_accuracy(bundled_ref[0], sample_set,
+                                                                               batch_size, progress)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return {
+        "ditkit_version": __version__,
+        "extractor": fx.name,
+        "extractor_fingerprint": fx.fingerprint,
+        "metrics": metrics,
+        "class_accuracy_extractor": class_accuracy_by,
+        "samples": _samples_record(samples, sample_set),
+        "reference": {"source": reference, "description": ref.description, "count": ref.count,
+                      "resolution": list(ref.resolution), "statistics": "cached" if ref.cached else "computed"},
+        "settings": {"fd_method": resolve_method(fd_method, ref.mu.shape[0]), "precision_recall_k": 3,
+                     "max_pr_samples": max_pr_samples, "is_splits": is_splits, "batch_size": batch_size},
+        "warnings": notes,
+    }
+
+
+def _open_samples(samples: str | ImageSet, reference: str, batch_size: int) -> tuple[ImageSet, tuple | None]:
+    """(the samples as an ImageSet, the bundled reference parsed or None), after the checks that need no features."""
     if batch_size < 1:
         raise DitkitError(f"the batch size must be at least 1, got {batch_size}")
     sample_set = samples if isinstance(samples, ImageSet) else open_images(samples)
@@ -67,9 +98,14 @@ def evaluate(samples: str | ImageSet, reference: str, *, extractor: str | Featur
     bundled_ref = parse_bundled(reference)
     if bundled_ref and height != width:
         raise DitkitError(f"samples are {height}x{width}; bundled datasets are square, so resolutions cannot match")
-    fx = extractor if isinstance(extractor, FeatureExtractor) else make_extractor(extractor, reference, inception_weights)
-    _check_labels(sample_set.labels, fx.num_classes, "the samples")
+    return sample_set, bundled_ref
 
+
+def _score_against_reference(sample_set: ImageSet, reference: str, fx: FeatureExtractor, *, batch_size: int,
+                             max_pr_samples: int, is_splits: int, fd_method: str, use_cache: bool,
+                             progress: bool) -> tuple[ReferenceStats, dict[str, float], list[str]]:
+    """(reference statistics, metrics, warnings: the reference's, then the samples', unique, in order)."""
+    height, width = sample_set.resolution
     collected: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -83,33 +119,21 @@ def evaluate(samples: str | ImageSet, reference: str, *, extractor: str | Featur
                                  max_pr_samples=max_pr_samples, is_splits=is_splits, fd_method=fd_method)
     for w in caught:
         collected.append(f"samples: {w.message}")
-    notes = list(dict.fromkeys(ref.warnings + collected))  # unique, in order
+    return ref, metrics, list(dict.fromkeys(ref.warnings + collected))
 
-    class_accuracy_by = fx.name if "class_accuracy" in metrics else None
-    if sample_set.labels is not None and "class_accuracy" not in metrics and bundled_ref \
-            and bundled_ref[0] in bundled_classifier_names():
-        # Inception knows ImageNet classes, not ours: judge the labels with the dataset's classifier.
-        clf = classifier_extractor(bundled_ref[0])
-        _check_labels(sample_set.labels, clf.num_classes, "the samples")
-        metrics["class_accuracy"] = class_accuracy(clf(sample_set, batch_size, progress)["logits"], sample_set.labels)
-        class_accuracy_by = clf.name
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
-    return {
-        "ditkit_version": __version__,
-        "extractor": fx.name,
-        "extractor_fingerprint": fx.fingerprint,
-        "metrics": metrics,
-        "class_accuracy_extractor": class_accuracy_by,
-        "samples": {"source": samples if isinstance(samples, str) else sample_set.description,
-                    "description": sample_set.description, "count": len(sample_set),
-                    "resolution": [height, width], "labelled": sample_set.labels is not None},
-        "reference": {"source": reference, "description": ref.description, "count": ref.count,
-                      "resolution": list(ref.resolution), "statistics": "cached" if ref.cached else "computed"},
-        "settings": {"fd_method": resolve_method(fd_method, ref.mu.shape[0]), "precision_recall_k": 3,
-                     "max_pr_samples": max_pr_samples, "is_splits": is_splits, "batch_size": batch_size},
-        "warnings": notes,
-    }
+
+def _bundled_class_accuracy(name: str, sample_set: ImageSet, batch_size: int, progress: bool) -> tuple[float, str]:
+    """(class accuracy of labelled samples by bundled dataset ``name``'s classifier, that classifier's name)."""
+    clf = classifier_extractor(name)
+    _check_labels(sample_set.labels, clf.num_classes, "the samples")
+    return class_accuracy(clf(sample_set, batch_size, progress)["logits"], sample_set.labels), clf.name
+
+
+def _samples_record(samples: str | ImageSet, sample_set: ImageSet) -> dict:
+    height, width = sample_set.resolution
+    return {"source": samples if isinstance(samples, str) else sample_set.description,
+            "description": sample_set.description, "count": len(sample_set),
+            "resolution": [height, width], "labelled": sample_set.labels is not None}
 
 
 _LABELS = {"fid": "FID", "sfid": "sFID", "inception_score": "IS", "precision": "precision", "recall": "recall",

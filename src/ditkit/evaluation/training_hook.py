@@ -47,8 +47,33 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
     bundled = parse_bundled(data)
     resolution = int(image_size or (32 if bundled else 256))
     fx = make_extractor(extractor, data if bundled else None, inception_weights)
+    reference = _cached_reference(data, bundled, fx, resolution, batch_size=batch_size,
+                                  reference_limit=reference_limit, progress=progress)
     codec_spec = codec
     state: dict[str, object] = {}
+
+    def eval_fn(ema_model, step: int) -> dict[str, float]:
+        from ..pipelines import generate
+
+        config = ema_model.config
+        channels = 1 if config.in_channels == 1 else 3
+        codec_obj = state.get("codec") or make_codec(codec_spec, image_channels=channels)
+        state["codec"] = codec_obj
+        samples = generate(ema_model, num_samples=int(num_samples), codec=codec_obj, sampler=sampler, steps=steps,
+                           cfg_scale=cfg_scale, seed=seed, batch_size=batch_size, diffusion_config=diffusion_config,
+                           progress=progress, prompts=prompts, text_codec=text_codec)
+        images = ImageSet(samples.images, None, f"{len(samples)} EMA samples at step {step}")
+        return _score_samples(images, reference(), fx, batch_size=batch_size, labels=samples.labels,
+                              num_classes=config.num_classes, prompt_labels=prompt_labels)
+
+    eval_fn.extractor = fx.name
+    return eval_fn
+
+
+def _cached_reference(data: str, bundled, fx, resolution: int, *, batch_size: int, reference_limit: int,
+                      progress: bool):
+    """``reference() -> ReferenceStats`` of the training data, computed on its first call and kept."""
+    state: dict[str, ReferenceStats] = {}
 
     def reference() -> ReferenceStats:
         if "reference" not in state:
@@ -63,32 +88,24 @@ def make_training_eval_fn(data: str, num_samples: int, *, image_size: int | None
                     state["reference"] = statistics_from_features(fx(images, batch_size, progress), images, fx, 0)
         return state["reference"]
 
-    def eval_fn(ema_model, step: int) -> dict[str, float]:
-        from ..pipelines import generate
+    return reference
 
-        config = ema_model.config
-        channels = 1 if config.in_channels == 1 else 3
-        codec_obj = state.get("codec") or make_codec(codec_spec, image_channels=channels)
-        state["codec"] = codec_obj
-        samples = generate(ema_model, num_samples=int(num_samples), codec=codec_obj, sampler=sampler, steps=steps,
-                           cfg_scale=cfg_scale, seed=seed, batch_size=batch_size, diffusion_config=diffusion_config,
-                           progress=progress, prompts=prompts, text_codec=text_codec)
-        images = ImageSet(samples.images, None, f"{len(samples)} EMA samples at step {step}")
-        ref = reference()
-        if images.resolution != ref.resolution:
-            raise DitkitError(f"samples are {images.resolution[0]} px but the reference is {ref.resolution[0]} px; "
-                              "set image_size to the training resolution")
-        features = fx(images, batch_size, progress=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FewSamplesWarning)  # small periodic FIDs are expected to be rough
-            mu, sigma = feature_statistics(features["pool"])
-        result = {"fid": frechet_distance(mu, sigma, ref.mu, ref.sigma)}
-        if fx.is_classifier and samples.labels is not None and config.num_classes == fx.num_classes:
-            result["class_accuracy"] = class_accuracy(features["logits"], np.asarray(samples.labels))
-        elif fx.is_classifier and prompt_labels:
-            named = [prompt_labels[i % len(prompt_labels)] for i in range(len(images))]
-            result["class_accuracy"] = class_accuracy(features["logits"], np.asarray(named))
-        return result
 
-    eval_fn.extractor = fx.name
-    return eval_fn
+def _score_samples(images: ImageSet, ref: ReferenceStats, fx, *, batch_size: int, labels, num_classes: int,
+                   prompt_labels: list[int] | None) -> dict[str, float]:
+    """FID of ``images`` against ``ref``; class accuracy where the extractor is a classifier of the model's classes
+    (``labels``: the class each sample was drawn for) or the prompts name classes (``prompt_labels``, cycled)."""
+    if images.resolution != ref.resolution:
+        raise DitkitError(f"samples are {images.resolution[0]} px but the reference is {ref.resolution[0]} px; "
+                          "set image_size to the training resolution")
+    features = fx(images, batch_size, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewSamplesWarning)  # small periodic FIDs are expected to be rough
+        mu, sigma = feature_statistics(features["pool"])
+    result = {"fid": frechet_distance(mu, sigma, ref.mu, ref.sigma)}
+    if fx.is_classifier and labels is not None and num_classes == fx.num_classes:
+        result["class_accuracy"] = class_accuracy(features["logits"], np.asarray(labels))
+    elif fx.is_classifier and prompt_labels:
+        named = [prompt_labels[i % len(prompt_labels)] for i in range(len(images))]
+        result["class_accuracy"] = class_accuracy(features["logits"], np.asarray(named))
+    return result
