@@ -20,13 +20,20 @@ import time
 
 
 def read_cpu_seconds(run_dir: str) -> dict[int, float]:
-    """step → cumulative training CPU seconds, from the run's metrics log (steps without a log line: None)."""
-    out = {}
+    """step → cumulative training CPU seconds, from the run's metrics log (steps without a log line: None).
+
+    Each training process logs its own CPU seconds, so a resumed run's counter starts again from zero: where it
+    drops, the seconds spent up to the step the run resumed from are added to everything after."""
+    out, offset, last = {}, 0.0, None
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             record = json.loads(line)
             if "cpu_s" in record and "step" in record and "eval" not in record:
-                out[int(record["step"])] = float(record["cpu_s"])
+                step, cpu = int(record["step"]), float(record["cpu_s"])
+                if last is not None and cpu + offset < last:  # a new process: resumed from the latest step before
+                    earlier = [s for s in out if s < step]
+                    offset = out[max(earlier)] if earlier else 0.0
+                out[step] = last = cpu + offset
     return out
 
 

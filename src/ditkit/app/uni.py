@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ..diffusion.unidiffuser import network_evaluations
 from ..errors import DitkitError
 
 CHAINED_MODES = ("i2t2i", "t2i2t")  # two sampling passes: image → caption → image, text → image → caption
@@ -50,10 +51,11 @@ def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
     notes: list[str] = []
     inputs = _inputs(request, cond.mode_inputs.get(request.mode), notes)
     n, steps = int(request.num_images), int(request.steps)
-    total = steps * (2 if request.mode in CHAINED_MODES else 1)
+    sampling = model.model.sampling_settings(steps=steps, scale=float(request.cfg_scale))
+    total = network_evaluations(request.mode, steps, sampling["sampler"])
     done = []
 
-    def callback(**_):  # one call per network evaluation of the solver (= per step)
+    def callback(**_):  # one call per network evaluation of the solver
         done.append(1)
         if report is not None:
             report(min(len(done), total), total)

@@ -6,7 +6,7 @@ import argparse
 import math
 from contextlib import contextmanager
 
-from ..diffusion.unidiffuser import MODES
+from ..diffusion.unidiffuser import MODES, network_evaluations
 from ..errors import DitkitError
 
 _ABOUT = {"t2i": "text → image (--prompt)", "i2t": "image → caption (--image)", "joint": "image-caption pairs (-n)",
@@ -28,10 +28,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--uvit", metavar="PATH", help="the official uvit_v1.pth (with --caption-decoder), instead of "
                                                   "--checkpoint")
     p.add_argument("--caption-decoder", metavar="PATH", help="the official caption_decoder.pth (with --uvit)")
-    p.add_argument("--steps", type=int, default=50, help="DPM-Solver steps = network evaluations (default 50, as "
-                                                         "the official sampler)")
-    p.add_argument("--cfg-scale", "--scale", dest="scale", type=guidance_scale, default=7.0, help="guidance scale >= 0 (default 7, as the official "
-                                                                     "sampler; 0: none)")
+    p.add_argument("--sampler", help="dpm-solver (the official model's), or on a flow-matching model one of the "
+                                     "registry's: heun, euler, dpm++, ddim, ddpm (default: the model's recorded one)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's recorded ones; the official "
+                                             "model: 50 DPM-Solver steps = 50 network evaluations)")
+    p.add_argument("--cfg-scale", "--scale", dest="scale", type=guidance_scale,
+                   help="guidance scale >= 0 (default: the model's recorded one; the official model: 7; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="same seed and inputs → same outputs")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
     p.add_argument("--out", default="ditkit-uni",
@@ -71,7 +73,8 @@ def run(args) -> int:
 
     from ..pipelines.uni_folder import check_uni_out, read_image_list, write_uni_folder
 
-    if args.steps < 1 or (args.num_samples is not None and args.num_samples < 1) or args.beam_size < 1:
+    if (args.steps is not None and args.steps < 1) or (args.num_samples is not None and args.num_samples < 1) \
+            or args.beam_size < 1:
         raise DitkitError("--steps, --num-samples and --beam-size must be at least 1.")
     check_uni_out(args.out)  # before any work: a folder that is not an earlier uni output is never replaced
     notes: list[str] = []
@@ -80,14 +83,15 @@ def run(args) -> int:
     if images is not None:  # each centre-cropped and resized to the model's size, so sizes may differ
         images = torch.cat([model.prepare_images(image, notes) for image in images])
     n = args.num_samples or (4 if args.mode in ("joint", "i", "t") else None)
-    with _progress(args) as callback:
-        out = model.generate(args.mode, n=n, prompts=args.prompt, images=images, steps=args.steps, scale=args.scale,
-                             seed=args.seed, beam_size=args.beam_size, callback=callback)
+    sampling = model.sampling_settings(args.sampler, args.steps, args.scale)
+    with _progress(args, sampling) as callback:
+        out = model.generate(args.mode, n=n, prompts=args.prompt, images=images, seed=args.seed,
+                             beam_size=args.beam_size, callback=callback, **sampling)
     out.notes[:0] = list(dict.fromkeys(notes))
     intermediate = _keep_intermediate(model, out, args.beam_size)
     settings = {"checkpoint": args.checkpoint, "uvit": args.uvit, "caption_decoder": args.caption_decoder,
-                "prompts": args.prompt, "images": args.image, "num_samples": n, "steps": args.steps,
-                "scale": args.scale, "seed": args.seed, "beam_size": args.beam_size, **intermediate}
+                "prompts": args.prompt, "images": args.image, "num_samples": n, **sampling,
+                "seed": args.seed, "beam_size": args.beam_size, **intermediate}
     for note in out.notes:
         print(f"note: {note}")
     for caption in out.captions or []:
@@ -98,11 +102,12 @@ def run(args) -> int:
 
 
 @contextmanager
-def _progress(args):
-    """A per-step callback for the solver, shown as ``sample`` shows it (plain lines off a terminal)."""
+def _progress(args, sampling: dict):
+    """A callback per network evaluation of the sampler, shown as ``sample`` shows it (plain lines off a
+    terminal)."""
     from ..progress import progress_bar
 
-    total = args.steps * (2 if args.mode in ("i2t2i", "t2i2t") else 1)
+    total = network_evaluations(args.mode, sampling["steps"], sampling["sampler"])
     with progress_bar(total=total, desc=f"uni {args.mode}", unit="step", disable=args.no_progress) as bar:
         yield lambda **_: bar.update(1) if bar.n < total else None
 

@@ -22,8 +22,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a ditkit UniDiffuser checkpoint folder")
     p.add_argument("--modes", default="t2i,i2t,joint", help="comma-separated, from t2i, i2t, joint (default all)")
     p.add_argument("-n", "--num-samples", type=int, default=500, help="samples per mode (default 500)")
-    p.add_argument("--steps", type=int, default=50, help="DPM-Solver steps (default 50)")
-    p.add_argument("--scale", type=guidance_scale, default=7.0, help="guidance scale >= 0 (default 7; 0: none)")
+    p.add_argument("--sampler", help="as `ditkit uni --sampler` (default: the model's recorded one)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's recorded ones; official: 50)")
+    p.add_argument("--cfg-scale", "--scale", dest="scale", type=guidance_scale,
+                   help="guidance scale >= 0 (default: the model's recorded one; official: 7; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="same seed → same samples and scores")
     p.add_argument("--batch-size", type=int, default=50, help="samples per generate call (default 50)")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
@@ -42,7 +44,7 @@ def run(args) -> int:
     from ..fileio import atomic_write_json, check_output_file
     from ..pipelines.unidiffuser import UniDiffuser
 
-    if min(args.num_samples, args.steps, args.batch_size, args.beam_size) < 1:
+    if min(args.num_samples, args.steps or 1, args.batch_size, args.beam_size) < 1:
         raise DitkitError("--num-samples, --steps, --batch-size and --beam-size must be at least 1.")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes:
@@ -53,11 +55,13 @@ def run(args) -> int:
     data = args.data or checkpoint_data(read_unidiffuser_config(args.checkpoint))
     scoring = scoring_for(data)
     classifier = _classifier(scoring, args.classifier, args.device) if set(modes) - {"i2t"} else None
+    sampling = model.sampling_settings(args.sampler, args.steps, args.scale)
     scores = evaluate_unidiffuser(model, modes, args.num_samples, data=scoring.data, classifier=classifier,
-                                  steps=args.steps, scale=args.scale, seed=args.seed, batch_size=args.batch_size,
-                                  beam_size=args.beam_size, progress=not args.no_progress)
-    record = {"checkpoint": args.checkpoint, "data": scoring.data, "settings": {k: getattr(args, k) for k in (
-        "modes", "num_samples", "steps", "scale", "seed", "batch_size", "beam_size", "classifier")}, "scores": scores}
+                                  seed=args.seed, batch_size=args.batch_size, beam_size=args.beam_size,
+                                  progress=not args.no_progress, **sampling)
+    given = {k: getattr(args, k) for k in ("modes", "num_samples", "seed", "batch_size", "beam_size", "classifier")}
+    record = {"checkpoint": args.checkpoint, "data": scoring.data, "settings": {**sampling, **given},
+              "scores": scores}
     for mode, score in scores.items():
         overall = score["all"]
         parts = [f"{k} {overall[k]:.3f}" for k in scoring.headline[mode] if isinstance(overall.get(k), float)]

@@ -14,6 +14,10 @@ modalities it generates, as a dict state (keys ``img`` (B,C,H,W), ``clip_img`` (
 
 ``*_N`` are fresh N(0, 1) draws at every evaluation; guided output = cond + scale·(cond − uncond). Random draws
 come from ``draw(shape, like)``: by default a seeded generator, or a recorded list replayed in order (tests).
+
+The same table serves a U-ViT trained with flow matching (``flow.py``: x_t = (1 − t)x₀ + tε, the network's time
+1000·t): there a modality at time 1000 is exactly a fresh noise draw too, the network predicts velocities, and
+guidance combines them the same way; ``unidiffuser_sample(process=...)`` then runs a flow sampler of the registry.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import torch
 
 from ..errors import DitkitError
 from .dpm_solver_singlestep import dpm_solver_singlestep_sample
+from .gaussian import DiffusionConfig
+from .registry import sample as registry_sample
 from .vp_schedule import DiscreteVPSchedule
 
-__all__ = ["MODES", "SINGLE_MODES", "Shapes", "make_draw", "mode_denoiser", "unidiffuser_sample", "N_TIMESTEPS"]
+__all__ = ["MODES", "SINGLE_MODES", "Shapes", "make_draw", "mode_denoiser", "unidiffuser_sample", "N_TIMESTEPS",
+           "OFFICIAL_SAMPLER", "network_evaluations"]
 
 N_TIMESTEPS = 1000  # the discrete process length: t = 1000 is pure noise
 SINGLE_MODES = ("t2i", "i2t", "joint", "i", "t")
@@ -37,6 +44,8 @@ GENERATES = {"t2i": ("img", "clip_img"), "i": ("img", "clip_img"), "i2t": ("text
              "joint": ("img", "clip_img", "text")}
 NEEDS = {"t2i": ("text",), "i2t": ("img", "clip_img"), "joint": (), "i": (), "t": (),
          "i2t2i": ("img", "clip_img"), "t2i2t": ("text",)}
+
+OFFICIAL_SAMPLER = "dpm-solver"  # the official singlestep DPM-Solver ('fast'), the VP process's only sampler
 
 Draw = Callable[[tuple, torch.Tensor], torch.Tensor]
 
@@ -163,12 +172,21 @@ def _initial_state(mode: str, n: int, shapes: Shapes, draw: Draw, like: torch.Te
     return {key: init[key] for key in GENERATES[mode]}
 
 
+def network_evaluations(mode: str, steps: int, sampler: str = OFFICIAL_SAMPLER) -> int:
+    """Sampler calls of one ``mode`` run (each one guided evaluation): Heun's K steps take 2K − 1."""
+    calls = 2 * steps - 1 if sampler == "heun" else steps
+    return calls * (2 if mode in ("i2t2i", "t2i2t") else 1)
+
+
 @torch.no_grad()
 def unidiffuser_sample(net: Callable, mode: str, n: int, *, cond: dict | None = None, steps: int = 50,
                        scale: float = 7.0, draw: Draw | None = None, schedule: DiscreteVPSchedule | None = None,
-                       latent_size: int | None = None, device=None, callback: Callable | None = None) -> dict:
-    """Sample ``n`` outputs of ``mode`` with the official solver; returns the generated modalities as a dict.
+                       latent_size: int | None = None, device=None, callback: Callable | None = None,
+                       process: DiffusionConfig | None = None, sampler: str | None = None) -> dict:
+    """Sample ``n`` outputs of ``mode``; returns the generated modalities as a dict.
 
+    ``process`` None is the official one (the VP schedule and its singlestep DPM-Solver, ``steps`` evaluations);
+    a flow ``DiffusionConfig`` runs the registry's flow ``sampler`` (default Heun) on a grid of ``steps`` steps.
     Two-stage modes chain single ones: i2t2i (image variation) = i2t, then t2i from the generated text;
     t2i2t (text variation) = t2i, then i2t from the generated image and CLIP token.
     """
@@ -181,7 +199,7 @@ def unidiffuser_sample(net: Callable, mode: str, n: int, *, cond: dict | None = 
     if mode in ("i2t2i", "t2i2t"):
         first, second = ("i2t", "t2i") if mode == "i2t2i" else ("t2i", "i2t")
         kw = dict(steps=steps, scale=scale, draw=draw, schedule=schedule, latent_size=latent_size, device=device,
-                  callback=callback)
+                  callback=callback, process=process, sampler=sampler)
         middle = unidiffuser_sample(net, first, n, cond=cond, **kw)
         return {**middle, **unidiffuser_sample(net, second, n, cond=middle, **kw)}
     draw = draw or make_draw()
@@ -191,5 +209,22 @@ def unidiffuser_sample(net: Callable, mode: str, n: int, *, cond: dict | None = 
     like = torch.empty(0, device=device or next(iter(cond.values()), torch.empty(0)).device)
     denoise = mode_denoiser(net, mode, cond=cond, scale=scale, draw=draw, latent_size=latent_size)
     x_T = _initial_state(mode, n, shapes, draw, like)
+    if process is not None and process.process == "flow":
+        return _flow_sample(denoise, x_T, steps, process, sampler or "heun", callback)
+    if sampler not in (None, OFFICIAL_SAMPLER):
+        raise DitkitError(f"a UniDiffuser on the official VP schedule samples with {OFFICIAL_SAMPLER}, not {sampler!r}.")
     return dpm_solver_singlestep_sample(lambda x, t: denoise(x, t * N_TIMESTEPS), x_T, steps,
                                         schedule=schedule, callback=callback)
+
+
+def _flow_sample(denoise: Callable, x_T: dict, steps: int, process: DiffusionConfig, sampler: str,
+                 callback: Callable | None) -> dict:
+    """A flow sampler over the mode's dict state; ``denoise`` gets the network's times (1000·t) and returns
+    the guided velocities; ``callback(x=, t=, velocity=)`` sees every evaluation."""
+    def velocity(x: dict, network_t: torch.Tensor) -> dict:
+        v = denoise(x, network_t)
+        if callback is not None:
+            callback(x=x, t=network_t / N_TIMESTEPS, velocity=v)
+        return v
+
+    return registry_sample(velocity, x_T, sampler=sampler, steps=steps, config=process)

@@ -28,16 +28,24 @@ from ..checkpoints.unidiffuser import (load_official_uvit, read_caption_decoder_
                                        save_unidiffuser_folder)
 from ..codecs import codec_from_config, make_codec
 from ..codecs.image_semantics import make_image_encoder
-from ..diffusion.unidiffuser import GENERATES, MODES, make_draw, unidiffuser_sample
+from ..diffusion import DiffusionConfig
+from ..diffusion.unidiffuser import GENERATES, MODES, OFFICIAL_SAMPLER, make_draw, unidiffuser_sample
 from ..errors import DitkitError
 from ..models.caption_decoder import GPT2PrefixDecoder, PrefixDecoder, WordPrefixDecoder
 from ..models.uvit import UViT, UViTConfig, load_uvit_state_dict
 
-__all__ = ["UniDiffuser", "UniOutput", "make_text_encoder", "MODE_INPUTS"]
+__all__ = ["UniDiffuser", "UniOutput", "make_text_encoder", "MODE_INPUTS", "DEFAULT_SAMPLING"]
 
 # What each mode takes from the user: "prompts", "images" or nothing (n samples from scratch).
 MODE_INPUTS = {"t2i": "prompts", "t2i2t": "prompts", "i2t": "images", "i2t2i": "images", "joint": None, "i": None,
                "t": None}
+
+
+# How a UniDiffuser samples when neither the call nor its checkpoint says: the official sampler (50 DPM-Solver
+# steps, scale 7) on the official process; Heun 10 steps (19 evaluations) on a flow-matching one, at a scale the
+# bundled mnist-uni measured (docs/unidiffuser.md). A checkpoint's ``sampling`` record comes first.
+DEFAULT_SAMPLING = {"vp": {"sampler": OFFICIAL_SAMPLER, "steps": 50, "scale": 7.0},
+                    "flow": {"sampler": "heun", "steps": 10, "scale": 3.0}}
 
 
 def make_text_encoder(spec, **kwargs):
@@ -83,12 +91,27 @@ class UniDiffuser(nn.Module):
     """The U-ViT, its caption decoder (learned), and the frozen codec / text and image encoders around them."""
 
     def __init__(self, uvit: UViT, caption_decoder: PrefixDecoder, *, codec, text_encoder, image_encoder,
-                 image_size: int):
+                 image_size: int, process: DiffusionConfig | None = None, sampling: dict | None = None):
         super().__init__()
         self.uvit, self.caption_decoder = uvit, caption_decoder
         self.codec, self.text_encoder, self.image_encoder = codec, text_encoder, image_encoder
         self.image_size = int(image_size)
+        self.process = process  # None: the official VP schedule; a flow DiffusionConfig: flow matching
+        self.sampling = dict(sampling or {})  # the sampler, steps and scale it samples best with (recorded)
         self._check_parts()
+
+    @property
+    def family(self) -> str:
+        return "flow" if self.process is not None and self.process.process == "flow" else "vp"
+
+    def sampling_settings(self, sampler: str | None = None, steps: int | None = None,
+                          scale: float | None = None) -> dict:
+        """What a call samples with: the given values, else the checkpoint's record, else the process's default."""
+        recorded = {**DEFAULT_SAMPLING[self.family], **self.sampling}
+        if sampler is not None and sampler != recorded["sampler"]:  # another sampler: its own default steps
+            recorded = {**recorded, "sampler": sampler, "steps": _default_steps(sampler, self.family)}
+        given = {"sampler": sampler, "steps": steps, "scale": scale}
+        return {k: recorded[k] if given[k] is None else given[k] for k in ("sampler", "steps", "scale")}
 
     def _check_parts(self) -> None:
         c, problems = self.uvit.config, []
@@ -116,7 +139,7 @@ class UniDiffuser(nn.Module):
     @classmethod
     def build(cls, *, image_size: int, codec="none", image_channels: int = 3, text_encoder="chars",
               image_encoder="pooled:4", uvit: dict | None = None, vocab=None, decoder: dict | None = None,
-              seed: int = 0) -> "UniDiffuser":
+              seed: int = 0, process: DiffusionConfig | None = None) -> "UniDiffuser":
         """A freshly initialised model whose U-ViT and decoder sizes fit the chosen encoders and codec."""
         torch.manual_seed(seed)
         codec = make_codec(codec, image_channels=image_channels)
@@ -127,12 +150,18 @@ class UniDiffuser(nn.Module):
         net = UViT(UViTConfig.from_dict({**UViTConfig().to_dict(), **(uvit or {}), **fitted}))
         words = WordPrefixDecoder(list(vocab or ("<pad>", "<eos>", "<unk>")), text_width=text.width,
                                   text_dim=net.config.text_dim, **(decoder or {}))
-        return cls(net, words, codec=codec, text_encoder=text, image_encoder=images, image_size=image_size)
+        return cls(net, words, codec=codec, text_encoder=text, image_encoder=images, image_size=image_size,
+                   process=process)
 
     def config_dict(self) -> dict:
-        return {"uvit": self.uvit.config.to_dict(), "image_size": self.image_size, "codec": self.codec.to_config(),
-                "text_encoder": self.text_encoder.to_config(), "image_encoder": self.image_encoder.to_config(),
-                "caption_decoder": _decoder_config(self.caption_decoder)}
+        config = {"uvit": self.uvit.config.to_dict(), "image_size": self.image_size, "codec": self.codec.to_config(),
+                  "text_encoder": self.text_encoder.to_config(), "image_encoder": self.image_encoder.to_config(),
+                  "caption_decoder": _decoder_config(self.caption_decoder)}
+        if self.process is not None:  # an official-process model's config stays as it always was
+            config["process"] = self.process.to_dict()
+        if self.sampling:
+            config["sampling"] = dict(self.sampling)
+        return config
 
     def save(self, path, *, extra: dict | None = None) -> Path:
         tensors = {f"uvit.{k}": v for k, v in self.uvit.state_dict().items()}
@@ -149,7 +178,8 @@ class UniDiffuser(nn.Module):
             parts = dict(codec=codec_from_config(config["codec"]).to(device),
                          text_encoder=make_text_encoder(config["text_encoder"], device=device),
                          image_encoder=make_image_encoder(config["image_encoder"], channels=channels, device=device),
-                         image_size=config["image_size"])
+                         image_size=config["image_size"], sampling=config.get("sampling"),
+                         process=DiffusionConfig.from_dict(config["process"]) if config.get("process") else None)
         except KeyError as exc:
             raise DitkitError(f"{path}: the UniDiffuser config lacks {exc.args[0]!r}.") from None
         load_uvit_state_dict(net, _part(tensors, "uvit."), source=str(path))
@@ -234,18 +264,21 @@ class UniDiffuser(nn.Module):
     # ---- generation ---------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, mode: str, *, n: int | None = None, prompts=None, images=None, steps: int = 50,
-                 scale: float = 7.0, seed: int = 0, draw=None, beam_size: int = 5, callback=None) -> UniOutput:
+    def generate(self, mode: str, *, n: int | None = None, prompts=None, images=None, steps: int | None = None,
+                 scale: float | None = None, seed: int = 0, draw=None, beam_size: int = 5, callback=None,
+                 sampler: str | None = None) -> UniOutput:
         """Run one mode. t2i/t2i2t take ``prompts``, i2t/i2t2i ``images`` ((N,C,H,W) in [-1,1]), each repeated
-        ``n`` times (default once); joint, i and t draw ``n`` samples."""
+        ``n`` times (default once); joint, i and t draw ``n`` samples. ``sampler``/``steps``/``scale`` left out
+        are the checkpoint's recorded ones (``sampling_settings``)."""
         if mode not in MODES:
             raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(MODES)}.")
+        settings = self.sampling_settings(sampler, steps, scale)
         out = UniOutput(mode)
         cond, n = self._conditions(mode, n, prompts, images, seed, out.notes)
         generator = torch.Generator().manual_seed(int(seed))
-        latents = unidiffuser_sample(self.uvit, mode, n, cond=cond, steps=steps, scale=scale,
+        latents = unidiffuser_sample(self.uvit, mode, n, cond=cond, steps=settings["steps"], scale=settings["scale"],
                                      draw=draw or make_draw(generator=generator), device=self.device,
-                                     callback=callback)
+                                     callback=callback, process=self.process, sampler=settings["sampler"])
         out.latents = latents
         makes = set(GENERATES.get(mode, ())) | {"i2t2i": {"img"}, "t2i2t": {"text"}}.get(mode, set())
         if "img" in makes:
@@ -275,6 +308,14 @@ class UniDiffuser(nn.Module):
         images = self.prepare_images(torch.as_tensor(images), notes)
         images = images.repeat_interleave(int(n or 1), dim=0)  # each image n times, in order
         return self.encode_images(images, torch.Generator().manual_seed(int(seed) + 1)), images.shape[0]
+
+
+def _default_steps(sampler: str, family: str) -> int:
+    if sampler == OFFICIAL_SAMPLER:
+        return DEFAULT_SAMPLING["vp"]["steps"]
+    from ..diffusion.registry import get_sampler
+
+    return get_sampler(sampler).steps_for("flow" if family == "flow" else "ddpm")
 
 
 def _part(tensors: dict, prefix: str) -> dict:

@@ -93,6 +93,9 @@ class TrainConfig:
         "time_shift": ("flow: shift s of the training times and sampling grid, t' = st/(1+(s-1)t); > 1 favours "
                        "noise", None),
         "direction_loss": ("flow: weight of the velocity-direction loss 1 − cos(v̂, v) (LightningDiT)", None)})
+    uni_condition_share: float = knob(0.0, "UniDiffuser: share of samples trained as the modes sample them, one "
+                                      "modality clean (t = 0) or absent (pure noise), the other noised (0: the "
+                                      "paper's independent times only)", group="recipe")
     seed: int = knob(0, "global seed", group="recipe")
     # -- speed and memory
     precision: str = knob("auto", "auto (bf16 where the hardware does it natively: CUDA with bf16, or a CPU "
@@ -143,6 +146,8 @@ class TrainConfig:
             problems.append(f"diffusion_steps must be at least 1, got {self.diffusion.diffusion_steps}")
         if not 0.0 <= self.dispersive_loss < float("inf"):
             problems.append(f"the dispersive-loss weight must be ≥ 0, got {self.dispersive_loss}")
+        if not 0.0 <= self.uni_condition_share <= 1.0:
+            problems.append(f"the UniDiffuser condition share must be in [0, 1], got {self.uni_condition_share}")
         if not 0.0 < self.adam_beta2 < 1.0:
             problems.append(f"AdamW's beta2 must be in (0, 1), got {self.adam_beta2}")
         for name in ("keep_last", "sample_every", "num_workers", "fid_every", "warmup_steps"):

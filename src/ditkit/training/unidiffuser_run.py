@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -42,7 +42,7 @@ from .hooks import SampleGridHook
 from .text import open_captions
 from .outputs import fork_rng_around
 from .uni_text_table import TextTokenTable
-from .unidiffuser_objective import UniDiffuserObjective
+from .unidiffuser_objective import UniDiffuserFlowObjective, UniDiffuserObjective
 
 DECODER_FORMAT = "ditkit-caption-decoder"
 VOCAB_CAPTIONS = 5_000  # captions scanned for the decoder's vocabulary (shapes: all 35 words within 500)
@@ -120,14 +120,16 @@ class CaptionRun:
     """What both stages share: the captioned data as pixels and the frozen text encoder."""
 
     name = "caption"
+    process_fields = ("learn_sigma",)  # DiffusionConfig fields a stage takes (learn_sigma follows the model)
+    fixed = "the caption decoder trains with cross-entropy, no diffusion process (use explicit flags, not --recipe fast)"
 
     def __init__(self, config):
-        changed = [k for k, v in config.diffusion.to_dict().items()
-                   if k != "learn_sigma" and v != getattr(DiffusionConfig(), k)]  # learn_sigma follows the model
-        if changed:  # the objectives below fix their own process
-            raise DitkitError(f"--{changed[0].replace('_', '-')} does not apply to a {config.model} run: UniDiffuser "
-                              "uses the Stable Diffusion scaled-linear schedule and the plain ε-MSE of each modality "
-                              "(the caption decoder: cross-entropy)")
+        changed = [k for k, v in asdict(config.diffusion).items()
+                   if k not in self.process_fields and v != getattr(DiffusionConfig(), k)]
+        if changed:  # the objectives below fix the rest of their process
+            raise DitkitError(f"--{changed[0].replace('_', '-')} does not apply to a {config.model} run: " + self.fixed)
+        if config.uni_condition_share and self.name != "uvit":
+            raise DitkitError(f"--uni-condition-share does not apply to a {config.model} run (it trains the U-ViT)")
         self.config = config
         self.text_spec = config.text_encoder or "minilm"
         self.text = None
@@ -248,9 +250,14 @@ class DecoderProgressHook(SampleGridHook):
 
 
 class UniDiffuserRun(CaptionRun):
-    """Stage 2: the U-ViT on (image, CLIP-image token, text tokens) with the decoder's reduction frozen."""
+    """Stage 2: the U-ViT on (image, CLIP-image token, text tokens) with the decoder's reduction frozen, on the
+    official process (the Stable Diffusion scaled-linear schedule, ε-MSE per modality) or on flow matching
+    (``--process flow`` or ``--recipe fast``: its time sampling flags apply; the checkpoint records it)."""
 
     name = "uvit"
+    process_fields = ("learn_sigma", "process", "prediction", "time_sampling", "time_mean", "time_std", "time_shift")
+    fixed = ("a UniDiffuser trains on the Stable Diffusion scaled-linear schedule with the plain ε-MSE of each "
+             "modality, or with flow matching (--process flow and its time-sampling flags)")
 
     def __init__(self, config):
         super().__init__(config)
@@ -322,10 +329,11 @@ class UniDiffuserRun(CaptionRun):
                   "--ema-warmup.", file=sys.stderr)
 
     def _assemble(self, uvit, decoder) -> UniDiffuser:
-        channels = self.dataset.channels
+        channels, flow = self.dataset.channels, self.config.diffusion.process == "flow"
         return UniDiffuser(uvit, decoder, codec=self.codec,
                            text_encoder=self.text, image_encoder=make_image_encoder("pooled:4", channels=channels),
-                           image_size=self.image_size)
+                           image_size=self.image_size,
+                           process=replace(self.config.diffusion, learn_sigma=False) if flow else None)
 
     def objective(self, diffusion):
         """Built after the weights (the decoder's, resumed ones too): ``--text-cache`` encodes every caption once."""
@@ -333,7 +341,10 @@ class UniDiffuserRun(CaptionRun):
         if self.config.text_cache:
             captions = [self.dataset.caption(i) for i in range(len(self.dataset))]
             table = TextTokenTable.build(self.uni, captions, self.config.text_cache, self.d)
-        return UniBatchObjective(self, table)
+        share = self.config.uni_condition_share
+        inner = (UniDiffuserFlowObjective(diffusion, condition_share=share) if diffusion.family == "flow"
+                 else UniDiffuserObjective(condition_share=share))
+        return UniBatchObjective(self, table, inner)
 
     def export(self, ema: nn.Module, folder: str, extra: dict) -> None:
         self._assemble(ema.uvit, ema.caption_decoder).save(folder, extra=extra)
@@ -361,12 +372,12 @@ class UniDiffuserRun(CaptionRun):
         return scores
 
 
-class UniBatchObjective(UniDiffuserObjective):
-    """UniDiffuser's objective on a ``{"x", "caption"}`` batch: images and captions → ``training_batch``."""
+class UniBatchObjective:
+    """A UniDiffuser objective (``unidiffuser_objective.py``) on a ``{"x", "caption"}`` batch: images and
+    captions → ``training_batch``."""
 
-    def __init__(self, run: UniDiffuserRun, table: TextTokenTable | None = None):
-        super().__init__()
-        self.run, self.table = run, table
+    def __init__(self, run: UniDiffuserRun, table: TextTokenTable | None, inner: UniDiffuserObjective):
+        self.run, self.table, self.inner = run, table, inner
 
     def __call__(self, net, batch, generator=None):
         captions, uni = list(batch["caption"]), self.run.uni
@@ -375,7 +386,7 @@ class UniBatchObjective(UniDiffuserObjective):
         else:  # the same batch, its text tokens read from the table
             uni_batch = uni.encode_images(batch["x"].float(), generator)
             uni_batch["text"] = self.table.lookup(captions).to(batch["x"].device)  # (N, T, D)
-        return super().__call__(net, uni_batch, generator)
+        return self.inner(net, uni_batch, generator)
 
 
 class UniGridHook(SampleGridHook):
