@@ -1,6 +1,8 @@
 """Atomic writes: a crash or error never leaves a half-written file or folder under its final name.
 
 Everything ditkit writes that a later run reads (checkpoints, samples, caches, reports) goes through here.
+The readers beside them (``read_json``, ``read_safetensors``) turn an unreadable file into one readable
+``DitkitError``; ``first_line`` shortens a library's exception for such a message.
 """
 
 from __future__ import annotations
@@ -159,3 +161,38 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: an unreadable file is one readable error
+# --------------------------------------------------------------------------------------------
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can be pages long)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def read_json(file: str | os.PathLike) -> dict:
+    """A JSON object from ``file``; anything else is one readable error."""
+    try:
+        data = json.loads(Path(file).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DitkitError(f"Could not read {file} as JSON ({first_line(exc)}).") from None
+    if not isinstance(data, dict):
+        raise DitkitError(f"{file} does not hold a JSON object.")
+    return data
+
+
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """The tensors of a safetensors file, on the CPU; a missing, truncated or foreign file is one readable error."""
+    from safetensors.torch import load_file  # torch loads only where tensors are read
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # SafetensorError, OSError
+        raise DitkitError(
+            f"Could not read {path}: it is not a safetensors file, or it is truncated or corrupt "
+            f"({first_line(exc)})."
+        ) from None

@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 import random
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from ..errors import DitkitError
+from .results import GenerateResult, write_downloads  # noqa: F401 (uni.py takes them from here)
 
 MAX_IMAGES = 16  # per request: one person cannot exhaust the server's memory
 MAX_STEPS = 1000
@@ -35,17 +34,6 @@ class GenerateRequest:
     negative_prompt: str = ""
     mode: str | None = None  # UniDiffuser models: t2i, i2t, joint, ...
     image: str | None = None  # UniDiffuser image modes: an input image file
-
-
-@dataclass
-class GenerateResult:
-    images: np.ndarray | None  # uint8 (N, H, W, C); None for caption-only modes
-    captions: list[str]  # one per image: its class, its prompt, or its generated caption
-    pngs: list[Path]  # one PNG per sample
-    downloads: list[Path]  # grid.png, samples.npz, samples.zip (the PNGs)
-    command: str
-    seed: int
-    texts: list[str] = field(default_factory=list)  # generated captions (UniDiffuser text modes)
 
 
 def _whole(value, what: str, low: int, high: int | None = None) -> int:
@@ -174,25 +162,3 @@ def _captions(conditioning, labels, seed: int, count: int) -> list[str]:
     if labels is None:
         return [f"seed {seed} · #{i}" for i in range(count)]
     return [f"{conditioning.class_names[y]} · #{i}" for i, y in enumerate(labels)]
-
-
-def write_downloads(folder: Path, images: np.ndarray, labels) -> tuple[list[Path], list[Path]]:
-    """The files ``ditkit sample --npz`` writes: one PNG per sample, grid.png, samples.npz; plus a zip."""
-    import zipfile
-
-    from ..pipelines import make_grid, write_npz
-    from ..pipelines.folder import sample_name
-    from ..pipelines.images import save_png
-
-    (folder / "samples").mkdir()
-    pngs = []
-    for i, image in enumerate(images):
-        path = folder / "samples" / f"{sample_name(i, None if labels is None else labels[i])}.png"
-        save_png(image, path)
-        pngs.append(path)
-    save_png(make_grid(images, labels), folder / "grid.png")
-    write_npz(folder / "samples.npz", images, labels)
-    with zipfile.ZipFile(folder / "samples.zip", "w") as archive:
-        for path in pngs:
-            archive.write(path, f"samples/{path.name}")
-    return pngs, [folder / "grid.png", folder / "samples.npz", folder / "samples.zip"]

@@ -2,7 +2,8 @@
 
 ``config.json`` holds the model / diffusion / codec config, class names and the ditkit version;
 ``model.safetensors`` the weights to sample from. Safetensors holds only tensors, so loading it can never
-run code. Every failure to read becomes one readable DitkitError.
+run code. Every failure to read becomes one readable DitkitError (the readers are ``ditkit.fileio``'s;
+``loading.read_config`` checks a folder's config).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import DitkitError
 from ..fileio import atomic_dir, check_replaceable
+from ..fileio import first_line, read_json, read_safetensors  # noqa: F401 (the readers, kept importable from here)
 from ..models.dit import DiT
 from ..version import __version__
 
@@ -30,12 +31,6 @@ def decoder_message(folder) -> str:
     return (f"{folder} is a UniDiffuser caption decoder (stage 1, `ditkit train --model caption-decoder`), not a "
             f"model to sample: it is used to train the U-ViT, `ditkit train --model uvit-... --init-from {folder}`, "
             "whose checkpoints `ditkit uni` samples.")
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (library errors can be pages long)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,46 +112,3 @@ def save_pretrained(model: DiT, path, *, diffusion=None, codec=None, class_names
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ditkit_version": __version__})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # SafetensorError, OSError
-        raise DitkitError(
-            f"Could not read {path}: it is not a safetensors file, or it is truncated or corrupt "
-            f"({first_line(exc)})."
-        ) from None
-
-
-def read_json(file: Path) -> dict:
-    """A JSON object from ``file``; anything else is one readable error."""
-    try:
-        data = json.loads(Path(file).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DitkitError(f"Could not read {file} as JSON ({first_line(exc)}).") from None
-    if not isinstance(data, dict):
-        raise DitkitError(f"{file} does not hold a JSON object.")
-    return data
-
-
-def read_config(folder: Path) -> dict:
-    from .bundled import shown  # a bundled model is named, not its folder inside the package
-
-    file = folder / CONFIG_NAME
-    data = read_json(file)
-    if data.get("format") == UNI_FORMAT:
-        raise DitkitError(f"{shown(folder)} is a UniDiffuser checkpoint, not a DiT: sample it with "
-                          f"`ditkit uni MODE --checkpoint {shown(folder)}` (`ditkit uni --help` lists the modes) and "
-                          "score it with `ditkit uni-eval`.")
-    if data.get("format") == DECODER_FORMAT:
-        raise DitkitError(decoder_message(shown(folder)))
-    if data.get("format") != FORMAT or not isinstance(data.get("model"), dict):
-        raise DitkitError(f"{shown(file)} is not a ditkit checkpoint config (it lacks \"format\": \"ditkit\" and a "
-                          "model).")
-    return data

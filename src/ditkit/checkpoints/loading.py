@@ -14,9 +14,10 @@ from pathlib import Path
 from ..errors import DitkitError
 from ..interop import diffusers as diffusers_format
 from ..models.dit import DiT, resolve_config
-from .bundled import bundled_models, locate
+from .bundled import bundled_models, locate, shown
 from .download import download_official, official_filename
-from .format import CONFIG_NAME, WEIGHTS_NAME, read_config, read_safetensors
+from .format import (CONFIG_NAME, DECODER_FORMAT, FORMAT, UNI_FORMAT, WEIGHTS_NAME, decoder_message, read_json,
+                     read_safetensors)
 from .inference import build_model, infer_config
 from .official import foreign_config, is_state_dict, read_official, strip_wrapper_prefixes
 
@@ -55,6 +56,23 @@ def _locate(path) -> tuple[str, Path]:
     return "pickle", p
 
 
+def read_config(folder: Path) -> dict:
+    """A ditkit checkpoint folder's config.json; a UniDiffuser or caption-decoder folder, or anything else, is one
+    readable error that says what it is."""
+    file = folder / CONFIG_NAME
+    data = read_json(file)
+    if data.get("format") == UNI_FORMAT:
+        raise DitkitError(f"{shown(folder)} is a UniDiffuser checkpoint, not a DiT: sample it with "
+                          f"`ditkit uni MODE --checkpoint {shown(folder)}` (`ditkit uni --help` lists the modes) and "
+                          "score it with `ditkit uni-eval`.")
+    if data.get("format") == DECODER_FORMAT:
+        raise DitkitError(decoder_message(shown(folder)))
+    if data.get("format") != FORMAT or not isinstance(data.get("model"), dict):
+        raise DitkitError(f"{shown(file)} is not a ditkit checkpoint config (it lacks \"format\": \"ditkit\" and a "
+                          "model).")
+    return data
+
+
 def _load_ditkit(p: Path, map_location, overrides: dict) -> LoadedCheckpoint:
     data = read_config(p)
     weights = p / WEIGHTS_NAME
@@ -69,7 +87,7 @@ def _load_ditkit(p: Path, map_location, overrides: dict) -> LoadedCheckpoint:
 def _load_diffusers(p: Path, map_location, overrides: dict) -> LoadedCheckpoint:
     data, state_dict, weights = diffusers_format.read_folder(p)
     config = resolve_config(data["model"], **overrides)
-    data = dict(data, model=config.to_dict())
+    data = {"format": FORMAT, **data, "model": config.to_dict()}
     model = build_model(config, state_dict, weights, map_location)
     return LoadedCheckpoint(model, data, "diffusers", p, [])
 

@@ -26,7 +26,7 @@ import torch
 
 from ..diffusion.schedules import named_betas
 from ..errors import DitkitError
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, read_json, read_safetensors
 from ..models.dit import DiTConfig
 from ..models.embeddings import sincos_2d_position_embedding
 
@@ -278,9 +278,8 @@ def _codec_of(root: Path, meta: dict | None, in_channels: int) -> dict | None:
 
 
 def read_folder(path) -> tuple[dict, dict, Path]:
-    """(ditkit config dict, ditkit state dict, weights file) of a diffusers DiT folder."""
-    from ..checkpoints.format import FORMAT, read_json, read_safetensors  # checkpoints imports this module
-
+    """(ditkit config dict, ditkit state dict, weights file) of a diffusers DiT folder; the config lacks only
+    our format marker, which ``checkpoints.loading`` (the one reader of every checkpoint kind) adds."""
     path = Path(path)
     tdir = _transformer_dir(path)
     if tdir is None:
@@ -305,7 +304,7 @@ def read_folder(path) -> tuple[dict, dict, Path]:
     class_names = (meta or {}).get("class_names") or (
         [str(labels.get(str(i), i)) for i in range(config.num_classes)] if labels else None)
     data = {
-        "format": FORMAT, "ditkit_version": (meta or {}).get("ditkit_version"), "model": config.to_dict(),
+        "ditkit_version": (meta or {}).get("ditkit_version"), "model": config.to_dict(),
         "diffusion": diffusion, "codec": _codec_of(root, meta, config.in_channels), "class_names": class_names,
         "extra": dict((meta or {}).get("extra") or {}, source_format="diffusers"),
     }
