@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module here with two functions:
 ``add_parser(subparsers)`` registers its flags (and sets ``func``), ``run(args)`` does the work by
-calling the library. User errors (``DitkitError``) become one line on stderr and exit code 2.
+calling the library (``uni`` over ``pipelines.unidiffuser``, ``t2i_eval`` over ``evaluation.text_to_image``,
+``uni_eval`` over ``evaluation.unidiffuser_eval``, ...). User errors (``DitkitError``) become one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations

