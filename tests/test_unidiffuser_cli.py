@@ -30,7 +30,10 @@ def image_file(tmp_path):
 
 
 def _run(capsys, *argv):
-    code = main(["uni", *argv])
+    try:
+        code = main(["uni", *argv])
+    except SystemExit as exit:  # argparse's own errors (a bad number) exit from inside main
+        code = exit.code
     return code, capsys.readouterr()
 
 
@@ -71,7 +74,9 @@ def test_i2t_converts_the_image_with_notes_and_writes_captions(checkpoint, image
     ("i2t2i", ["--image", "IMAGE"], {"0000.png", "grid.png", "run.json"}),
 ])
 def test_other_modes(checkpoint, image_file, tmp_path, capsys, mode, args, files):
-    args = [image_file if a == "IMAGE" else a for a in args]
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(open(image_file, "rb").read()[:60])  # a PNG cut short
+    args = [image_file if a == "IMAGE" else str(truncated) if a == "TRUNCATED" else a for a in args]
     out = tmp_path / mode
     code, cap = _run(capsys, mode, *args, "--checkpoint", checkpoint, "--steps", "2", "--out", str(out))
     assert code == 0, cap.err
@@ -85,9 +90,16 @@ def test_other_modes(checkpoint, image_file, tmp_path, capsys, mode, args, files
     (["joint", "--steps", "0"], "must be at least 1"),
     (["i2t", "--image", "missing.png"], "cannot read the image"),
     (["joint", "--uvit", "BAD"], "needs both --uvit and --caption-decoder"),
+    (["joint", "-n", "0"], "must be at least 1"),
+    (["t2i", "--prompt", "a red circle", "--scale", "nan"], "expected a finite number >= 0"),
+    (["t2i", "--prompt", "a red circle " * 20], "tokens long; this model's text encoder reads at most"),
+    (["i2t", "--image", "TRUNCATED"], "cannot read the image"),
+    (["t", "--sampler", "heun"], "samples with dpm-solver, not 'heun'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(checkpoint, image_file, tmp_path, capsys, args, message):
-    args = [image_file if a == "IMAGE" else a for a in args]
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(open(image_file, "rb").read()[:60])  # a PNG cut short
+    args = [image_file if a == "IMAGE" else str(truncated) if a == "TRUNCATED" else a for a in args]
     out = tmp_path / "out"
     code, cap = _run(capsys, *args, "--checkpoint", checkpoint, "--out", str(out))
     assert code == 2

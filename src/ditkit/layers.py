@@ -30,10 +30,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 # Imports allowed against the contract, each ``(importing module, imported module): reason``. Keep it short: an
 # entry here is a place where the code is not yet where it belongs, or a deliberate start-up-time lazy import.
 ALLOWED_IMPORTS: dict[tuple[str, str], str] = {
-    # A cycle inside app/: generation.generate dispatches UniDiffuser requests to uni.generate_uni, and uni.py
-    # still takes GenerateResult / write_downloads from generation, which re-exports them from app/results.py.
-    # To close: uni.py imports them `from .results` (uni.py was being changed elsewhere when this was written).
-    ("ditkit.app.uni", "ditkit.app.generation"): "GenerateResult / write_downloads: import them from .results",
 }
 
 

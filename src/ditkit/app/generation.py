@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DitkitError
-from .results import GenerateResult, write_downloads  # noqa: F401 (uni.py takes them from here)
+from .results import GenerateResult, write_downloads
 
 MAX_IMAGES = 16  # per request: one person cannot exhaust the server's memory
 MAX_STEPS = 1000

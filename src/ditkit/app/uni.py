@@ -41,9 +41,9 @@ def _command(model, request, seed: int, n: int) -> str:
 
 
 def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
-    """Sample a UniDiffuser model for the app; returns a ``generation.GenerateResult``."""
+    """Sample a UniDiffuser model for the app; returns a ``results.GenerateResult``."""
     from ..imaging import to_uint8
-    from .generation import GenerateResult, write_downloads
+    from .results import GenerateResult, write_downloads
 
     cond = model.conditioning
     if request.mode not in cond.modes:

@@ -31,6 +31,10 @@ class CharTextCodec:
     def to_config(self) -> dict:
         return {"type": "text", "spec": "chars", "max_length": self.max_length, "width": self.width}
 
+    def token_counts(self, prompts: list[str]) -> list[int]:
+        """Each prompt's length in bytes (this encoder's tokens), before truncation."""
+        return [len(str(p).encode("utf-8")) for p in prompts]
+
     def encode(self, prompts) -> TextEncoding:
         prompts = [prompts] if isinstance(prompts, str) else [str(p) for p in prompts]
         if not prompts:

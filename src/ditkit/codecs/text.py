@@ -152,8 +152,12 @@ class TextCodec:
         """What a checkpoint records to rebuild this codec."""
         return {"type": "text", "spec": self.spec, "max_length": self.max_length, "width": self.width}
 
+    def token_counts(self, prompts: list[str]) -> list[int]:
+        """Each prompt's length in the encoder's tokens (special ones included), before truncation."""
+        return [len(ids) for ids in self.tokenizer(list(prompts), truncation=False)["input_ids"]]
+
     def _warn_truncated(self, prompts: list[str]) -> None:
-        lengths = [len(ids) for ids in self.tokenizer(prompts, truncation=False)["input_ids"]]
+        lengths = self.token_counts(prompts)
         long = [p for p, n in zip(prompts, lengths) if n > self.max_length]
         if long:
             warnings.warn(f"{len(long)} prompt(s) are longer than the text encoder's {self.max_length} tokens and "

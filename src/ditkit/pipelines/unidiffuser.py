@@ -210,6 +210,15 @@ class UniDiffuser(nn.Module):
         states = self.text_encoder.encode(list(prompts)).states.to(self.device)  # (B, T, width)
         return self.caption_decoder.encode_prefix(states)  # (B, T, text_dim)
 
+    def check_prompt_lengths(self, prompts: list[str]) -> None:
+        """A prompt the text encoder would cut short is an error here, not a silently different prompt."""
+        limit = self.text_encoder.max_length
+        long = [(p, n) for p, n in zip(prompts, self.text_encoder.token_counts(prompts)) if n > limit]
+        if long:
+            prompt, n = long[0]
+            raise DitkitError(f"the prompt {prompt[:40] + ('…' if len(prompt) > 40 else '')!r} is {n} tokens long; "
+                              f"this model's text encoder reads at most {limit}: shorten it.")
+
     def prepare_images(self, images: torch.Tensor, notes: list[str]) -> torch.Tensor:
         """(B, C, H, W) in [-1, 1] → the model's channels and square size; every conversion leaves a note."""
         if images.ndim == 3:
@@ -304,6 +313,7 @@ class UniDiffuser(nn.Module):
             prompts = [p for p in prompts for _ in range(int(n or 1))]  # each prompt n times, in order
             if not prompts:
                 raise DitkitError(f"mode {mode} needs at least one prompt.")
+            self.check_prompt_lengths(prompts)
             return {"text": self.encode_prompts(prompts)}, len(prompts)
         images = self.prepare_images(torch.as_tensor(images), notes)
         images = images.repeat_interleave(int(n or 1), dim=0)  # each image n times, in order
