@@ -140,11 +140,13 @@ def main() -> None:
     parser.add_argument("--dest", help="where to write the model (default: src/ditkit/assets/models/<data>-dit, "
                         "<data>-t2i for a text model, <data>-uni for a UniDiffuser)")
     parser.add_argument("--uni-samples", type=int, default=500, help="UniDiffuser: samples per mode to score")
-    parser.add_argument("--sampler", default="dpm++", help="class models: the sampler it is scored with and "
-                        "records as its default (extra.sampling; bare `ditkit sample` uses it)")
-    parser.add_argument("--steps", type=int, default=20, help="class models: sampling steps, as --sampler")
-    parser.add_argument("--cfg-scale", type=float, default=4.0, help="class models: guidance scale, as --sampler")
+    parser.add_argument("--sampler", help="the sampler it is scored with and records as its default (class "
+                        "models: extra.sampling, default dpm++; a flow-matching UniDiffuser: its sampling record, "
+                        "default heun; bare `ditkit sample` / `ditkit uni` use it)")
+    parser.add_argument("--steps", type=int, help="sampling steps, as --sampler (class models: default 20)")
+    parser.add_argument("--cfg-scale", type=float, help="guidance scale, as --sampler (class models: default 4)")
     args = parser.parse_args()
+    class_defaults = {"sampler": "dpm++", "steps": 20, "cfg_scale": 4.0}
 
     run = Path(args.run)
     checkpoints = sorted((run / "checkpoints").glob("step-*"))
@@ -177,10 +179,15 @@ def main() -> None:
         "bundled_by": f"examples/bundle_model.py (ditkit {__version__})",
         "bundled_from": os.path.relpath(ckpt.resolve(), runs_root.parent),
     }
-    if uni:  # refuse to bundle something that does not load
-        UniDiffuser.load(ckpt)
+    if uni:  # refuse to bundle something that does not load; a flow model records how it samples best
+        model = UniDiffuser.load(ckpt)
+        given = {"sampler": args.sampler, "steps": args.steps, "scale": args.cfg_scale}
+        if model.family == "flow" and any(v is not None for v in given.values()):
+            config["sampling"] = model.sampling_settings(**given)
     else:
         load_checkpoint(ckpt)
+        for key, value in class_defaults.items():
+            setattr(args, key, value if getattr(args, key) is None else getattr(args, key))
 
     data = train_record["data"]["name"]
     kind = "uni" if uni else "t2i" if text_encoder else "dit"
@@ -200,7 +207,7 @@ def main() -> None:
         if kind != "dit":
             samples.mkdir()  # the text evaluations write only their report
         fill = dict(data=data, uni_samples=args.uni_samples, sampler=args.sampler, steps=args.steps,
-                    cfg_scale=f"{args.cfg_scale:g}")
+                    cfg_scale=f"{args.cfg_scale:g}" if args.cfg_scale is not None else None)
         for template in templates:
             argv = shlex.split(template.format(samples=samples, model=dest.resolve(), **fill))[1:]
             if ditkit_main(argv):

@@ -72,6 +72,16 @@ class AppModel:
     text_codec: object = None  # text DiTs: their frozen text encoder
     name: str | None = None  # a bundled model's name
 
+    def sampling(self) -> dict:
+        """What the Generate tab starts from for this model: the sampler, steps and guidance scale its checkpoint
+        records (the ones bare ``ditkit sample`` / ``ditkit uni`` use), else its process's defaults."""
+        if self.conditioning.kind == "multimodal":
+            return self.model.sampling_settings()
+        from ..pipelines.folder import SampleSettings
+
+        resolved = SampleSettings(cfg_scale=None if self.conditioning.guidance else 1.0).resolved_for(self.loaded)
+        return {"sampler": resolved.sampler, "steps": resolved.steps, "scale": resolved.cfg_scale}
+
     def about(self) -> str:
         if self.conditioning.kind == "multimodal":
             cfg = self.model.uvit.config

@@ -90,20 +90,24 @@ def _model_inputs(gr, settings: AppSettings) -> dict:
     return c
 
 
-def _wire_model_choice(gr, c: dict, cache: ModelCache, sampler) -> None:
+def _wire_model_choice(gr, c: dict, cache: ModelCache, sampler, scale, steps) -> None:
     """Choosing a model asks it what it takes and shows exactly those inputs."""
 
     @_shown_errors
     def on_model(model, path):
         found = cache.get(path.strip() or model)
-        cond = found.conditioning
+        cond, recorded = found.conditioning, found.sampling()
         text, multi = cond.kind == "text", cond.kind == "multimodal"
+        own_solver = multi and found.model.family != "flow"  # the official UniDiffuser has its own solver
+        scale_info = "0 = none (UniDiffuser's scale)" if multi else "1 = none; 4 for visuals"
         return (found.about(), gr.update(choices=cond.class_names, value=[], visible=cond.kind == "class"),
                 gr.update(visible=text or multi), gr.update(visible=text),
                 gr.update(choices=cond.modes, value=cond.modes[0] if multi else None, visible=multi),
-                gr.update(visible=multi), gr.update(visible=not multi))  # UniDiffuser has its own solver
+                gr.update(visible=multi),
+                gr.update(visible=False) if own_solver else gr.update(value=recorded["sampler"], visible=True),
+                gr.update(value=recorded["scale"], info=scale_info), recorded["steps"])
 
-    outs = [c["about"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"], sampler]
+    outs = [c["about"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"], sampler, scale, steps]
     c["model"].change(on_model, [c["model"], c["path"]], outs)
     c["path"].submit(on_model, [c["model"], c["path"]], outs)
     c["on_model"] = (on_model, [c["model"], c["path"]], outs)
@@ -124,9 +128,10 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
         random_seed = gr.Checkbox(False, label="random seed")
         count = gr.Slider(1, settings.max_images, value=min(8, settings.max_images), step=1,
                           label=f"Images (at most {settings.max_images})", elem_id="num-images")
-    sampler.change(lambda name: gr.update(value=min(SAMPLERS[name].default_steps, 250)), sampler, steps,
+    # a user's choice only (.input): a model's recorded sampler arrives with its own steps
+    sampler.input(lambda name: gr.update(value=min(SAMPLERS[name].default_steps, 250)), sampler, steps,
                    show_progress="hidden")
-    _wire_model_choice(gr, c, cache, sampler)
+    _wire_model_choice(gr, c, cache, sampler, scale, steps)
     button = gr.Button("Generate", variant="primary", elem_id="generate-button")
     gallery = gr.Gallery(label="Samples", columns=8, height=300, format="png", elem_id="gallery",
                          elem_classes=["pixelated"], object_fit="contain")

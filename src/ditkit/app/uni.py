@@ -35,6 +35,8 @@ def _command(model, request, seed: int, n: int) -> str:
         parts += ["--prompt", request.prompt.strip()]
     if request.mode in ("i2t", "i2t2i"):
         parts += ["--image", str(request.image)]
+    if model.model.family == "flow":
+        parts += ["--sampler", str(request.sampler)]
     parts += ["-n", str(n), "--steps", str(int(request.steps)), "--scale", str(float(request.cfg_scale)),
               "--seed", str(seed), "--out", "ditkit-uni"]
     return shlex.join(parts)
@@ -51,7 +53,8 @@ def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
     notes: list[str] = []
     inputs = _inputs(request, cond.mode_inputs.get(request.mode), notes)
     n, steps = int(request.num_images), int(request.steps)
-    sampling = model.model.sampling_settings(steps=steps, scale=float(request.cfg_scale))
+    sampler = request.sampler if model.model.family == "flow" else None  # the official model: its own solver
+    sampling = model.model.sampling_settings(sampler, steps, float(request.cfg_scale))
     total = network_evaluations(request.mode, steps, sampling["sampler"])
     done = []
 
@@ -61,8 +64,7 @@ def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
             report(min(len(done), total), total)
 
     with lock:
-        out = model.model.generate(request.mode, n=n, steps=steps, scale=float(request.cfg_scale), seed=seed,
-                                   callback=callback, **inputs)
+        out = model.model.generate(request.mode, n=n, seed=seed, callback=callback, **sampling, **inputs)
     images = None if out.images is None else to_uint8(out.images)
     texts = list(out.captions or [])
     pngs, downloads = ([], []) if images is None else write_downloads(folder, images, None)
