@@ -29,8 +29,9 @@ class UniDiffuserObjective:
     """``objective(net, batch, generator) → {"loss", "mse_img", "mse_clip_img", "mse_text"}`` per sample.
 
     ``condition_share`` p > 0 (not in the paper; 0 is Algorithm 1 exactly): each sample is, with probability p,
-    trained as the modes sample — one modality, chosen at random, clean (time 0: t2i's text, i2t's image) or
-    absent (pure noise: the unconditional half of guidance, modes i and t) — the other at its drawn time. A
+    put on one of the five lines of (t_img, t_text) the modes sample, chosen uniformly — the image or the text
+    clean (time 0: i2t's image, t2i's text), the image or the text absent (pure noise: modes t and i and the
+    unconditional half of guidance), or both at one time (joint) — the other modality at its drawn time. A
     clean modality's noise cannot be predicted from anything, so its loss term is left out."""
 
     clean_time, absent_time = 0, None  # absent: the last step (set in __init__)
@@ -73,18 +74,15 @@ class UniDiffuserObjective:
         return t_img, t_text, eps
 
     def mix_conditions(self, t_img, t_text, generator):
-        """A share of the samples set as the modes sample: case 0/1 image/text clean, 2/3 image/text absent."""
+        """A share of the samples moved onto the modes' lines: case 0/1 image/text clean, 2/3 image/text absent,
+        4 the text at the image's time."""
         n, device = t_img.shape[0], t_img.device
         chosen = torch.rand(n, device=device, generator=generator) < self.condition_share
-        case = torch.randint(0, 4, (n,), device=device, generator=generator)
-        times = (self.clean_time, self.clean_time, self.absent_time, self.absent_time)
-        for k, (value, on_image) in enumerate(zip(times, (True, False, True, False))):
-            where = chosen & (case == k)
-            if on_image:
-                t_img = torch.where(where, torch.full_like(t_img, value), t_img)
-            else:
-                t_text = torch.where(where, torch.full_like(t_text, value), t_text)
-        return t_img, t_text
+        case = torch.where(chosen, torch.randint(0, 5, (n,), device=device, generator=generator), -1)
+        clean, absent = torch.full_like(t_img, self.clean_time), torch.full_like(t_img, self.absent_time)
+        t_img = torch.where(case == 0, clean, torch.where(case == 2, absent, t_img))
+        t_text = torch.where(case == 1, clean, torch.where(case == 3, absent, t_text))
+        return t_img, torch.where(case == 4, t_img, t_text)
 
     def __call__(self, net, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         t_img, t_text, eps = self.draw(batch, generator)

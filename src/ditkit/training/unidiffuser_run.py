@@ -35,7 +35,7 @@ from ..errors import DitkitError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..models.caption_decoder import WordPrefixDecoder, build_vocab
 from ..models.uvit import UViT, UViTConfig
-from ..pipelines.unidiffuser import UniDiffuser, make_text_encoder
+from ..pipelines.unidiffuser import TextNorm, UniDiffuser, make_text_encoder
 from ..version import __version__
 from .build import Data
 from .hooks import SampleGridHook
@@ -47,6 +47,7 @@ from .unidiffuser_objective import UniDiffuserFlowObjective, UniDiffuserObjectiv
 DECODER_FORMAT = "ditkit-caption-decoder"
 VOCAB_CAPTIONS = 5_000  # captions scanned for the decoder's vocabulary (shapes: all 35 words within 500)
 CAPTION_TOKENS = 24      # caption length the decoder trains on (as its generate's default)
+NORM_CAPTIONS = 5_000    # captions a flow run measures its text normalisation on, without a --text-cache table
 DECODER_FIT_NATS = 0.5   # a stage-1 decoder above this cross-entropy per caption token is called untrained
 # U-ViT presets for small images (pixel space); the official v1 is UViTConfig() itself.
 UVIT_PRESETS = {"uvit-tiny": dict(embed_dim=64, depth=2, num_heads=2, patch_size=4),
@@ -264,7 +265,7 @@ class UniDiffuserRun(CaptionRun):
         if config.fid_every and config.data != "shapes":
             raise DitkitError(f"--fid-every scores a UniDiffuser run with the shapes attribute classifier (t2i, i2t, "
                               f"joint), so it needs --data shapes; this run trains on {config.data}")
-        self.decoder_weights = None
+        self.decoder_weights, self.text_norm = None, None
 
     def _decoder_config(self, config, resumed) -> dict:
         if resumed is not None and not config.init_from:  # the decoder rides in the checkpoint
@@ -333,17 +334,21 @@ class UniDiffuserRun(CaptionRun):
         return UniDiffuser(uvit, decoder, codec=self.codec,
                            text_encoder=self.text, image_encoder=make_image_encoder("pooled:4", channels=channels),
                            image_size=self.image_size,
-                           process=replace(self.config.diffusion, learn_sigma=False) if flow else None)
+                           process=replace(self.config.diffusion, learn_sigma=False) if flow else None,
+                           text_norm=self.text_norm)
 
     def objective(self, diffusion):
         """Built after the weights (the decoder's, resumed ones too): ``--text-cache`` encodes every caption once."""
-        table = None
+        table, captions = None, [self.dataset.caption(i) for i in range(len(self.dataset))]
         if self.config.text_cache:
-            captions = [self.dataset.caption(i) for i in range(len(self.dataset))]
             table = TextTokenTable.build(self.uni, captions, self.config.text_cache, self.d)
-        share = self.config.uni_condition_share
-        inner = (UniDiffuserFlowObjective(diffusion, condition_share=share) if diffusion.family == "flow"
-                 else UniDiffuserObjective(condition_share=share))
+        share, flow = self.config.uni_condition_share, diffusion.family == "flow"
+        if flow:  # a flow-matching U-ViT diffuses standardised text tokens (TextNorm), measured on this data
+            self.text_norm = TextNorm.of_tokens(table.tokens if table is not None else
+                                                TextTokenTable.build(self.uni, captions[:NORM_CAPTIONS]).tokens)
+            self.uni.text_norm = self.text_norm
+        inner = UniDiffuserFlowObjective(diffusion, condition_share=share) if flow else UniDiffuserObjective(
+            condition_share=share)
         return UniBatchObjective(self, table, inner)
 
     def export(self, ema: nn.Module, folder: str, extra: dict) -> None:
@@ -386,6 +391,7 @@ class UniBatchObjective:
         else:  # the same batch, its text tokens read from the table
             uni_batch = uni.encode_images(batch["x"].float(), generator)
             uni_batch["text"] = self.table.lookup(captions).to(batch["x"].device)  # (N, T, D)
+        uni_batch["text"] = uni.diffusion_text(uni_batch["text"])
         return self.inner(net, uni_batch, generator)
 
 
