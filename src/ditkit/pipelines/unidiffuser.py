@@ -93,6 +93,21 @@ class TextNorm(nn.Module):
         shift = tokens.float().mean(0)  # (T, D)
         return cls(shift, (tokens.float() - shift).std().clamp(min=1e-6))
 
+    def to_config(self) -> dict:
+        return {"scale": float(self.scale), "shift": self.shift.tolist()}
+
+    @classmethod
+    def from_config(cls, config: dict, uvit_config, source: str) -> "TextNorm":
+        try:
+            shift, scale = torch.tensor(config["shift"], dtype=torch.float32), float(config["scale"])
+        except (KeyError, TypeError, ValueError):
+            shift, scale = None, float("nan")
+        if shift is None or tuple(shift.shape) != (uvit_config.num_text_tokens, uvit_config.text_dim) \
+                or not (torch.isfinite(shift).all() and 0 < scale < float("inf")):
+            raise DitkitError(f"{source}: the config's text_norm does not fit the U-ViT's text tokens "
+                              f"({uvit_config.num_text_tokens}x{uvit_config.text_dim}, a finite shift and scale > 0).")
+        return cls(shift, torch.tensor(scale))
+
     def normalize(self, text: torch.Tensor) -> torch.Tensor:
         return (text - self.shift.to(text)) / self.scale.to(text)
 
@@ -187,13 +202,13 @@ class UniDiffuser(nn.Module):
             config["process"] = self.process.to_dict()
         if self.sampling:
             config["sampling"] = dict(self.sampling)
+        if self.text_norm is not None:  # in the config: the weights file holds what training updates
+            config["text_norm"] = self.text_norm.to_config()
         return config
 
     def save(self, path, *, extra: dict | None = None) -> Path:
         tensors = {f"uvit.{k}": v for k, v in self.uvit.state_dict().items()}
         tensors.update({f"caption_decoder.{k}": v for k, v in self.caption_decoder.state_dict().items()})
-        if self.text_norm is not None:
-            tensors.update({f"text_norm.{k}": v for k, v in self.text_norm.state_dict().items()})
         return save_unidiffuser_folder(path, {**self.config_dict(), "extra": dict(extra or {})}, tensors)
 
     @classmethod
@@ -212,12 +227,8 @@ class UniDiffuser(nn.Module):
             raise DitkitError(f"{path}: the UniDiffuser config lacks {exc.args[0]!r}.") from None
         load_uvit_state_dict(net, _part(tensors, "uvit."), source=str(path))
         _load_decoder(decoder, _part(tensors, "caption_decoder."), str(path))
-        norm = _part(tensors, "text_norm.")
-        if norm:
-            if set(norm) != {"shift", "scale"} or tuple(norm["shift"].shape) != (net.config.num_text_tokens,
-                                                                              net.config.text_dim):
-                raise DitkitError(f"{path}: the text normalisation in the weights does not fit the U-ViT's text.")
-            parts["text_norm"] = TextNorm(norm["shift"], norm["scale"])
+        if config.get("text_norm") is not None:
+            parts["text_norm"] = TextNorm.from_config(config["text_norm"], net.config, str(path))
         return cls(net, decoder, **parts).to(device).eval()
 
     @classmethod
