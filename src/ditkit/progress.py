@@ -4,11 +4,16 @@ A bar redrawn with carriage returns turns a log file or a pipe into one long lin
 300-step demo log was mostly bar pieces). When the stream is not a terminal, :func:`progress_bar`
 returns a tqdm that prints a plain line at each tenth of the way (or, with no known total, at each
 doubling of the count) and one at the end. Sampling and training both use it.
+
+Samplers draw no bar: they call a ``callback(**step)`` once per step (``ditkit.diffusion.samplers``), and the
+caller turns that into progress — :func:`bar_callback` (a bar), :class:`CallCounter` (``report(done, total)``,
+the app's), :func:`chain_callbacks` (several at once).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from tqdm.auto import tqdm
 
@@ -60,3 +65,34 @@ def progress_bar(iterable=None, *, disable: bool = False, file=None, **kwargs):
     if disable or _is_terminal(stream):
         return tqdm(iterable, disable=disable, file=stream, **kwargs)
     return PlainLines(iterable, file=stream, **kwargs)
+
+
+def bar_callback(bar) -> Callable:
+    """A callback (any keywords) that advances ``bar`` by one per call: a sampler's steps on a progress bar."""
+    return lambda **_: bar.update(1)
+
+
+class CallCounter:
+    """A callback (any keywords) that counts its calls and, after each, calls ``report(done, total)`` with
+    ``done`` capped at ``total``: progress shown by someone else (the app's per-step report)."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None = None):
+        self.total, self.report, self.done = max(1, int(total)), report, 0
+
+    def __call__(self, **_) -> None:
+        self.done += 1
+        if self.report is not None:
+            self.report(min(self.done, self.total), self.total)
+
+
+def chain_callbacks(*callbacks: Callable | None) -> Callable | None:
+    """One callback calling each given one in turn with the same keywords (None ones left out; None if none)."""
+    live = [c for c in callbacks if c is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+
+    def each(**info) -> None:
+        for callback in live:
+            callback(**info)
+
+    return each

@@ -138,13 +138,13 @@ def test_every_sampler_has_the_common_signature_and_defaults_in_the_registry():
     import inspect
 
     for name, spec in SAMPLERS.items():
-        for family in ("ddpm", "flow"):  # each process's form of the sampler, where it has one
+        for family in ("ddpm", "flow", "vp"):  # each process's form of the sampler, where it has one
             if spec.target_for(family) is None:
                 continue
             params = inspect.signature(spec.function_for(family)).parameters
             assert list(params)[:3] == ["denoiser", "process", "x_T"], name
             keywords = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
-            assert keywords == {"generator", "noise_sampler", "progress", *spec.options}, (name, family)
+            assert keywords == {"generator", "noise_sampler", "callback", *spec.options}, (name, family)
             assert not any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()), name
             assert 1 <= spec.steps_for(family) <= 1000
 

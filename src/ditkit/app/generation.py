@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DitkitError
+from ..progress import CallCounter
 from .results import GenerateResult, write_downloads
 
 MAX_IMAGES = 16  # per request: one person cannot exhaust the server's memory
@@ -77,34 +78,6 @@ def _labels(conditioning, request: GenerateRequest) -> list[int] | None:
     return [names.index(c) for c in chosen]
 
 
-class StepCounter:
-    """Per-step sampling progress from the network's own inputs (a forward pre-hook on the model).
-
-    A step is a new timestep: samplers that evaluate the network more than once per step (Heun's corrector,
-    the guided and unguided halves) reuse a step's timesteps, so the count is in steps for every sampler in
-    the registry. A timestep above the last one starts the next batch.
-    """
-
-    def __init__(self, model, total: int, report: Callable[[int, int], None] | None):
-        self.model, self.total, self.report = model, max(1, total), report
-        self.done, self.last, self.handle = 0, None, None
-
-    def _hook(self, module, args, kwargs):
-        t = args[1] if len(args) > 1 else kwargs.get("t")
-        now = float(t.max()) if hasattr(t, "max") else float(t)
-        if now != self.last:
-            self.done, self.last = self.done + 1, now
-            if self.report is not None:
-                self.report(min(self.done, self.total), self.total)
-
-    def __enter__(self):
-        self.handle = self.model.register_forward_pre_hook(self._hook, with_kwargs=True)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-
 def generate(request: GenerateRequest, cache, *, out_root: str | Path, max_images: int = MAX_IMAGES,
              report: Callable[[int, int], None] | None = None) -> GenerateResult:
     """Run one request; writes PNGs, a grid and a .npz into a fresh folder under ``out_root``."""
@@ -145,10 +118,11 @@ def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder:
     checkpoint = spec if spec in bundled_models() else loaded.checkpoint
     settings = SampleSettings(checkpoint=checkpoint, classes=None if labels is None else tuple(labels),
                               num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed, **text)
-    batches = 1  # the whole request in one batch (the command below says --batch-size n)
-    with lock, StepCounter(model.model, steps * batches, report):
+    # the whole request is one batch (the command below says --batch-size n): one report per sampler step
+    counter = CallCounter(steps, report)
+    with lock:
         out = sample(model.model, labels=settings.classes, num_samples=n, codec=model.codec, sampler=settings.sampler,
-                     steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False,
+                     steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False, callback=counter,
                      diffusion_config=loaded.diffusion_config, device=device, **text, **text_codec)
     captions = ([f"{text['prompts'][0] or '(no prompt)'} · #{i}" for i in range(len(out))] if text
                 else _captions(conditioning, out.labels, seed, len(out)))

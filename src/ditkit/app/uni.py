@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..diffusion.unidiffuser import network_evaluations
 from ..errors import DitkitError
+from ..progress import CallCounter
 
 CHAINED_MODES = ("i2t2i", "t2i2t")  # two sampling passes: image → caption → image, text → image → caption
 
@@ -55,16 +56,10 @@ def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
     n, steps = int(request.num_images), int(request.steps)
     sampler = request.sampler if model.model.family == "flow" else None  # the official model: its own solver
     sampling = model.model.sampling_settings(sampler, steps, float(request.cfg_scale))
-    total = network_evaluations(request.mode, steps, sampling["sampler"])
-    done = []
-
-    def callback(**_):  # one call per network evaluation of the solver
-        done.append(1)
-        if report is not None:
-            report(min(len(done), total), total)
-
+    # one report per network evaluation (UniDiffuser's callback sees each)
+    counter = CallCounter(network_evaluations(request.mode, steps, sampling["sampler"]), report)
     with lock:
-        out = model.model.generate(request.mode, n=n, seed=seed, callback=callback, **sampling, **inputs)
+        out = model.model.generate(request.mode, n=n, seed=seed, callback=counter, **sampling, **inputs)
     images = None if out.images is None else to_uint8(out.images)
     texts = list(out.captions or [])
     pngs, downloads = ([], []) if images is None else write_downloads(folder, images, None)

@@ -9,6 +9,10 @@ evaluated ``steps`` times.
 ``noise_fn(x, t)`` returns the noise prediction ε at continuous times ``t`` (B,); the solver turns it into
 the data prediction D = (x − σ_t ε)/α_t. The state ``x`` may be a tensor or a tuple/dict of tensors
 (UniDiffuser's image latent, CLIP token and text): every update is applied leaf by leaf.
+
+``dpm_solver_sample`` is the sampler registry's ``dpm-solver`` (the VP process, ``vp_schedule.py``) under the
+common sampler contract (``samplers.py``): the denoiser gets the network's time 1000·t, and each of the ``steps``
+evaluations, one per grid point (an order-k step evaluates at its k grid points' λ), is one callback step.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 from .state import batch_size, like_first, tree_map
 from .vp_schedule import DiscreteVPSchedule
 
-__all__ = ["fast_orders", "time_uniform_grid", "dpm_solver_singlestep_sample"]
+__all__ = ["fast_orders", "time_uniform_grid", "dpm_solver_singlestep_sample", "dpm_solver_sample"]
 
 
 def fast_orders(steps: int, order: int = 3) -> list[int]:
@@ -60,14 +64,14 @@ class _Solver:
     def __init__(self, noise_fn: Callable, schedule: DiscreteVPSchedule, callback: Callable | None):
         self.noise_fn, self.ns, self.callback = noise_fn, schedule, callback
 
-    def data(self, x, t: torch.Tensor):
-        """D(x, t) = (x − σ_t·ε(x, t)) / α_t."""
+    def data(self, x, t: torch.Tensor, point: int):
+        """D(x, t) = (x − σ_t·ε(x, t)) / α_t, at the evaluation of grid point ``point``."""
         eps = self.noise_fn(x, t)
         alpha, sigma = self.ns.marginal_alpha(t), self.ns.marginal_std(t)
         d = tree_map(lambda xl, el: (xl - sigma.view(-1, *([1] * (xl.dim() - 1))) * el)
                      / alpha.view(-1, *([1] * (xl.dim() - 1))), x, eps)
         if self.callback is not None:
-            self.callback(x=x, t=t, noise=eps, data=d)
+            self.callback(x=x, i=point, t=t, denoised=d)
         return d
 
     def at(self, t: torch.Tensor):
@@ -75,21 +79,22 @@ class _Solver:
         log_alpha = self.ns.marginal_log_mean_coeff(t)
         return log_alpha, torch.exp(log_alpha), self.ns.marginal_std(t)
 
-    def step(self, x, s: torch.Tensor, t: torch.Tensor, order: int, r1=None, r2=None):
-        """One singlestep DPM-Solver-``order`` update from s to t (both (B,)), data-prediction form."""
+    def step(self, x, s: torch.Tensor, t: torch.Tensor, order: int, point: int, r1=None, r2=None):
+        """One singlestep DPM-Solver-``order`` update from s (grid point ``point``) to t (both (B,)),
+        data-prediction form."""
         ns = self.ns
         lambda_s, lambda_t = ns.marginal_lambda(s), ns.marginal_lambda(t)
         h = lambda_t - lambda_s
         _, _, sigma_s = self.at(s)
         _, alpha_t, sigma_t = self.at(t)
-        d_s = self.data(x, s)
+        d_s = self.data(x, s, point)
         if order == 1:
             return _combine([(sigma_t / sigma_s, x), (-alpha_t * (torch.exp(-h) - 1.0), d_s)], x)
         phi_1 = torch.expm1(-h)
         s1 = ns.inverse_lambda(lambda_s + r1 * h)
         _, alpha_s1, sigma_s1 = self.at(s1)
         u1 = _combine([(sigma_s1 / sigma_s, x), (-alpha_s1 * torch.expm1(-r1 * h), d_s)], x)
-        d_s1 = self.data(u1, s1)
+        d_s1 = self.data(u1, s1, point + 1)
         diff_1 = tree_map(torch.sub, d_s1, d_s)
         if order == 2:
             return _combine([(sigma_t / sigma_s, x), (-alpha_t * phi_1, d_s), (-(0.5 / r1) * alpha_t * phi_1, diff_1)],
@@ -100,7 +105,7 @@ class _Solver:
         phi_22 = phi_12 / (r2 * h) + 1.0
         phi_2 = phi_1 / h + 1.0
         u2 = _combine([(sigma_s2 / sigma_s, x), (-alpha_s2 * phi_12, d_s), ((r2 / r1) * alpha_s2 * phi_22, diff_1)], x)
-        diff_2 = tree_map(torch.sub, self.data(u2, s2), d_s)
+        diff_2 = tree_map(torch.sub, self.data(u2, s2, point + 2), d_s)
         return _combine([(sigma_t / sigma_s, x), (-alpha_t * phi_1, d_s), ((1.0 / r2) * alpha_t * phi_2, diff_2)], x)
 
 
@@ -111,7 +116,8 @@ def dpm_solver_singlestep_sample(noise_fn: Callable, x_T, steps: int = 50, *,
     """Sample from x_T at t_start down to t_end in ``steps`` network evaluations (the official 'fast' method).
 
     ``noise_fn(x, t)`` → ε shaped like ``x`` (tensor or tuple/dict of tensors), ``t`` continuous (B,).
-    ``callback(x=, t=, noise=, data=)`` sees every evaluation (for traces and progress).
+    ``callback(x=, i=, t=, denoised=)`` sees every evaluation (the sampler contract's keywords, ``t`` the
+    continuous times, ``i`` the grid point 0 .. steps − 1).
     """
     ns = schedule or DiscreteVPSchedule()
     solver = _Solver(noise_fn, ns, callback)
@@ -123,6 +129,22 @@ def dpm_solver_singlestep_sample(noise_fn: Callable, x_T, steps: int = 50, *,
         h = lambdas[i + order] - lambdas[i]
         r1 = (lambdas[i + 1] - lambdas[i]) / h if order >= 2 else None
         r2 = (lambdas[i + 2] - lambdas[i]) / h if order >= 3 else None
-        x = solver.step(x, ones * grid[i], ones * grid[i + order], order, r1, r2)
+        x = solver.step(x, ones * grid[i], ones * grid[i + order], order, i, r1, r2)
         i += order
     return x
+
+
+def dpm_solver_sample(denoiser: Callable, process: DiscreteVPSchedule, x_T, *, generator=None, noise_sampler=None,
+                      callback: Callable | None = None):
+    """The registry's ``dpm-solver``: the official singlestep 'fast' DPM-Solver in ``process.num_timesteps``
+    evaluations, ``denoiser(x, 1000·t)`` → ε. Deterministic: ``generator`` and ``noise_sampler`` are accepted for
+    the common signature and unused."""
+
+    def noise_fn(x, t):
+        return denoiser(x, process.network_time(t))
+
+    def at_point(x, i, t, denoised):
+        callback(x=x, i=i, t=process.network_time(t), denoised=denoised)
+
+    return dpm_solver_singlestep_sample(noise_fn, x_T, process.num_timesteps, schedule=process,
+                                        callback=None if callback is None else at_point)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import torch
 
 from .gaussian import GaussianDiffusion
-from .samplers import Denoiser, denoise_at, steps_down
+from .samplers import Denoiser, denoise_at, report_step, steps_down
 from .state import tree_map
 
 
 @torch.no_grad()
 def heun_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generator=None, noise_sampler=None,
-                progress: bool = False, clip_denoised: bool = False):
+                callback=None, clip_denoised: bool = False):
     """Deterministic: ``generator`` and ``noise_sampler`` are accepted for the common signature, unused."""
 
     def slope(x_tilde, i):
@@ -36,8 +36,11 @@ def heun_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generato
 
     alpha_T, _ = process.alpha_sigma(process.num_timesteps - 1)
     x = tree_map(lambda v: v / alpha_T, x_T)  # 1. x̃_{K-1} = x_T / α_{K-1}
-    for i in steps_down(process, progress, "heun"):
+    for step, i in steps_down(process):
         d, denoised = slope(x, i)  # 2. d_i at (x̃_i, σ̃_i)
+        if callback is not None:  # the state as the process writes it: x_t = α_t x̃
+            alpha = process.alpha_sigma(i)[0]
+            report_step(callback, tree_map(lambda v: alpha * v, x), step, process, i, denoised)
         if i == 0:
             return denoised  # 5. Euler to σ̃ = 0: x̃_0 − σ̃_0 d_0 = D(x̃_0; σ̃_0)
         dt = process.edm_sigma(i - 1) - process.edm_sigma(i)

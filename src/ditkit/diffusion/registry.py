@@ -16,23 +16,24 @@ from ..errors import DitkitError
 from .gaussian import DiffusionConfig, GaussianDiffusion, create_process
 from .schedules import has_ddim_stride
 
-COMMON_KEYWORDS = ("generator", "noise_sampler", "progress")  # every sampler takes these
+COMMON_KEYWORDS = ("generator", "noise_sampler", "callback")  # every sampler takes these
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """How to run one sampler: the same method on each process (``flow``: its form on the flow process)."""
+    """How to run one sampler: the same method on each process family (``flow``, ``vp``: its form there)."""
 
-    target: str  # "module:function" in ditkit.diffusion, on the DDPM process (None: flow only)
+    target: str | None  # "module:function" in ditkit.diffusion, on the DDPM process (None: not there)
     default_steps: int
     spacing: str  # "uniform" (evenly strided), "ddim" (integer stride when one fits), "logsnr"
     options: tuple[str, ...] = ("clip_denoised",)  # its own keywords besides COMMON_KEYWORDS
     about: str = ""
     flow: str | None = None  # "module:function" on the flow process (None: DDPM only)
     flow_steps: int | None = None  # default steps on the flow process (None: default_steps)
+    vp: str | None = None  # "module:function" on the VP process (UniDiffuser's; None: not there)
 
     def target_for(self, family: str) -> str | None:
-        return self.flow if family == "flow" else self.target
+        return {"flow": self.flow, "vp": self.vp}.get(family, self.target)
 
     def function_for(self, family: str):
         module, name = self.target_for(family).split(":")
@@ -87,6 +88,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
                         flow="flow_samplers:flow_heun_sample", flow_steps=10),
     "euler": SamplerSpec(None, 20, "uniform", about="Euler's ODE step (flow models)",
                          flow="flow_samplers:flow_euler_sample"),
+    "dpm-solver": SamplerSpec(None, 50, "uniform", (), "singlestep DPM-Solver 'fast' (the official UniDiffuser's)",
+                              vp="dpm_solver_singlestep:dpm_solver_sample"),
 }
 
 
@@ -95,7 +98,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
 # cfg 1, the default scale), so fewer steps are not a free default (docs/performance.md).
 DEFAULT_SAMPLER = "ddpm"
 # A flow model's default: Heun, 10 steps (19 evaluations) — docs/recipe.md measures it against 250 Euler steps.
-DEFAULT_SAMPLERS = {"ddpm": DEFAULT_SAMPLER, "flow": "heun"}
+# The VP process (UniDiffuser's) has the official sampler only.
+DEFAULT_SAMPLERS = {"ddpm": DEFAULT_SAMPLER, "flow": "heun", "vp": "dpm-solver"}
 
 
 def get_sampler(name: str) -> SamplerSpec:
@@ -105,22 +109,22 @@ def get_sampler(name: str) -> SamplerSpec:
         raise DitkitError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
 
 
-def run_sampler(name: str, denoiser, process, x_T, *, generator=None, noise_sampler=None,
-                progress: bool = False, **options):
+def run_sampler(name: str, denoiser, process, x_T, *, generator=None, noise_sampler=None, callback=None,
+                **options):
     """Run sampler ``name`` on ``process`` (its family picks the implementation) from ``x_T``; options it does
-    not take are a DitkitError."""
+    not take are a DitkitError. ``callback(x=, i=, t=, denoised=)`` sees every step (``samplers.py``)."""
     spec = get_sampler(name)
     spec.check_options(name, options)
     family = getattr(process, "family", "ddpm")
     if spec.target_for(family) is None:
         raise DitkitError(f"the {name} sampler does not run on a {family} model")
     return spec.function_for(family)(denoiser, process, x_T, generator=generator, noise_sampler=noise_sampler,
-                                     progress=progress, **options)
+                                     callback=callback, **options)
 
 
 def sample(denoiser, x_T, *, sampler: str = DEFAULT_SAMPLER, steps: int | None = None, config: DiffusionConfig | None = None,
-           generator: torch.Generator | None = None, noise_sampler=None, progress: bool = False, **options):
+           generator: torch.Generator | None = None, noise_sampler=None, callback=None, **options):
     """Build the process ``sampler`` prefers for ``steps`` (default: the registry's) and run it."""
     process = get_sampler(sampler).process(steps, config)
     return run_sampler(sampler, denoiser, process, x_T, generator=generator, noise_sampler=noise_sampler,
-                       progress=progress, **options)
+                       callback=callback, **options)

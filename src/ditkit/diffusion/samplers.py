@@ -2,17 +2,25 @@
 
 THE sampler contract (every sampler, see ``registry.py`` for the list)::
 
-    x_0 = sampler(denoiser, process, x_T, *, generator=None, noise_sampler=None, progress=False, **options)
+    x_0 = sampler(denoiser, process, x_T, *, generator=None, noise_sampler=None, callback=None, **options)
 
 - ``denoiser(x_t, t) -> raw model output`` (ε, or ε and the variance interpolation v for learned-sigma
-  models), ``t`` a LongTensor (N,) of ORIGINAL timesteps (0..999). No sampler knows the network;
-  guidance is a denoiser wrapper (``guidance.cfg_denoiser``).
-- ``process``: the respaced :class:`GaussianDiffusion`; its steps ARE the sampler's timesteps
-  (``registry.SAMPLERS[name].process(steps)`` builds the one each sampler prefers). Samplers read it
-  only through its public accessors (ᾱ, α/σ, λ, the posterior).
+  models; a velocity on the flow process), ``t`` a tensor (N,) of the network's times: ORIGINAL timesteps
+  (0..999, long) on the DDPM process, 1000·t on the flow and VP processes. No sampler knows the network;
+  guidance is a denoiser wrapper (``guidance.py``).
+- ``process``: the process the sampler steps, of a ``family`` (``"ddpm"``: the respaced
+  :class:`GaussianDiffusion`; ``"flow"``: :class:`FlowMatching`; ``"vp"``: :class:`DiscreteVPSchedule`); its
+  ``num_timesteps`` steps ARE the sampler's steps (``registry.SAMPLERS[name].process(steps)`` builds the one
+  each sampler prefers). Samplers read it only through its public accessors (ᾱ, α/σ, λ, the posterior).
 - ``x_T``: a tensor, or a tuple/dict of tensors sampled together (``state.py``; UniDiffuser).
 - ``noise_sampler(x)``: fresh N(0, I) shaped like ``x`` for stochastic steps; by default ``torch.randn``
   with ``generator``. Pass your own to make every sample depend only on its own seed (``noise.py``).
+- ``callback``: k-diffusion's step callback in keyword form, ``callback(x=, i=, t=, denoised=)``, called once
+  per step (``process.num_timesteps`` calls), after the step's first network evaluation: ``i`` the step's
+  number in sampling order (0 first), ``t`` the times the denoiser got at that evaluation, ``x`` the state it
+  was evaluated at and ``denoised`` the x̂_0 predicted there (both structured like ``x_T``). ``def
+  callback(**step)`` receives k-diffusion's dict. Progress bars and counters are callbacks built by the caller
+  (``ditkit.progress``); no sampler draws one.
 - ``options``: each sampler's own keywords (``clip_denoised``, DDIM's ``eta``); the registry refuses
   any other with a DitkitError.
 """
@@ -24,9 +32,8 @@ from typing import Callable
 
 import torch
 
-from ..progress import progress_bar
 from .gaussian import GaussianDiffusion
-from .state import like_first, tree_map
+from .state import like_first, tree_map, unzip
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,9 +48,16 @@ def default_noise_sampler(generator: torch.Generator | None):
     return sample
 
 
-def steps_down(process: GaussianDiffusion, progress: bool, desc: str):
-    """The process's step indices from T-1 down to 0, with a progress bar when asked."""
-    return progress_bar(list(range(process.num_timesteps))[::-1], disable=not progress, desc=desc, leave=False)
+def steps_down(process: GaussianDiffusion):
+    """(step number, index) pairs: the process's step indices from T-1 down to 0, numbered 0, 1, ... in order."""
+    return enumerate(range(process.num_timesteps - 1, -1, -1))
+
+
+def report_step(callback, x, step: int, process: GaussianDiffusion, i: int, denoised) -> None:
+    """The contract's ``callback(x=, i=, t=, denoised=)`` for step number ``step`` at process index ``i``."""
+    if callback is not None:
+        t = torch.full((like_first(x).shape[0],), i, dtype=torch.long, device=like_first(x).device)
+        callback(x=x, i=step, t=process.original_timesteps(t), denoised=denoised)
 
 
 def denoise_at(denoiser: Denoiser, process: GaussianDiffusion, x, i: int):
@@ -63,19 +77,23 @@ def _ddpm_leaf(process: GaussianDiffusion, x, output, t, z, clip_denoised: bool)
     #    variance exp(v log β_t + (1−v) log β̃_t) (Nichol & Dhariwal eq. 15), or β_t when fixed
     out = process.p_mean_variance(output, x, t, clip_denoised=clip_denoised)
     # 3. x_{t-1} = μ + σ z, z ~ N(0, I); the mean alone at the last step (z is None)
-    return out["mean"] if z is None else out["mean"] + torch.exp(0.5 * out["log_variance"]) * z
+    mean = out["mean"] if z is None else out["mean"] + torch.exp(0.5 * out["log_variance"]) * z
+    return mean, out["pred_xstart"]
 
 
 @torch.no_grad()
 def ddpm_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generator=None, noise_sampler=None,
-                progress: bool = False, clip_denoised: bool = False):
+                callback=None, clip_denoised: bool = False):
     """x_T = noise; x_{t-1} ~ p(x_{t-1} | x_t) down to t = 0 (the mean at the last step)."""
     noise_sampler = noise_sampler or default_noise_sampler(generator)
     x = x_T
-    for i in steps_down(process, progress, "ddpm"):
+    for step, i in steps_down(process):
         t, output = denoise_at(denoiser, process, x, i)  # 1. the network's ε (and v) at x_t
         z = noise_sampler(x) if i > 0 else tree_map(lambda leaf: None, x)
-        x = tree_map(lambda xl, o, zl: _ddpm_leaf(process, xl, o, t, zl, clip_denoised), x, output, z)
+        stepped = tree_map(lambda xl, o, zl: _ddpm_leaf(process, xl, o, t, zl, clip_denoised), x, output, z)
+        x_next, x0 = unzip(stepped, x)  # 2-3. x_{t-1}, and x̂_0 for the callback
+        report_step(callback, x, step, process, i, x0)
+        x = x_next
     return x
 
 
@@ -93,18 +111,21 @@ def _ddim_leaf(process: GaussianDiffusion, x, output, t, z, eta: float, clip_den
     sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
     # 4. x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1 − ᾱ_{t-1} − σ_t²) ε + σ_t z  (Song et al. eq. 12)
     x = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
-    return x if z is None else x + sigma * z
+    return (x if z is None else x + sigma * z), out["pred_xstart"]
 
 
 @torch.no_grad()
 def ddim_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generator=None, noise_sampler=None,
-                progress: bool = False, eta: float = 0.0, clip_denoised: bool = False):
+                callback=None, eta: float = 0.0, clip_denoised: bool = False):
     noise_sampler = noise_sampler or default_noise_sampler(generator)
     x = x_T
-    for i in steps_down(process, progress, "ddim"):
+    for step, i in steps_down(process):
         t, output = denoise_at(denoiser, process, x, i)  # 1. ε at x_t
         z = noise_sampler(x) if i > 0 and eta > 0 else tree_map(lambda leaf: None, x)
-        x = tree_map(lambda xl, o, zl: _ddim_leaf(process, xl, o, t, zl, eta, clip_denoised), x, output, z)
+        stepped = tree_map(lambda xl, o, zl: _ddim_leaf(process, xl, o, t, zl, eta, clip_denoised), x, output, z)
+        x_next, x0 = unzip(stepped, x)  # 2-4. x_{t-1}, and x̂_0 for the callback
+        report_step(callback, x, step, process, i, x0)
+        x = x_next
     return x
 
 
@@ -115,7 +136,7 @@ def ddim_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generato
 
 @torch.no_grad()
 def dpm_solver_pp_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *, generator=None,
-                         noise_sampler=None, progress: bool = False, clip_denoised: bool = False):
+                         noise_sampler=None, callback=None, clip_denoised: bool = False):
     """Lu et al. (2022), "DPM-Solver++", Algorithm 2 (multistep, 2nd order), on the process's steps.
 
     One network evaluation per step: updates t_{K-1} -> ... -> t_0 in the half-log-SNR
@@ -139,16 +160,16 @@ def dpm_solver_pp_sample(denoiser: Denoiser, process: GaussianDiffusion, x_T, *,
 
     x = x_T
     prev_x0, prev_h = None, None
-    steps = list(range(process.num_timesteps))[::-1]
-    for i in progress_bar(steps, disable=not progress, desc="dpm++", leave=False):
+    for step, i in steps_down(process):
         x0 = data_prediction(x, i)  # 1. the data prediction at t_i
+        report_step(callback, x, step, process, i, x0)
         if i == 0:
             return x0
         j = i - 1
         h = process.half_log_snr(j) - process.half_log_snr(i)  # 2. h_i = λ_{t_{i-1}} − λ_{t_i}
         (alpha_j, sigma_j), (_, sigma_i) = process.alpha_sigma(j), process.alpha_sigma(i)
         x = dpm_solver_pp_2m_update(x, x0, prev_x0, h, prev_h, alpha_j, sigma_j, sigma_i,
-                                    first_order=j == 0 and len(steps) < 15)
+                                    first_order=j == 0 and process.num_timesteps < 15)
         prev_x0, prev_h = x0, h
     return x
 

@@ -32,6 +32,17 @@ def tree_map(fn: Callable, *states):
     raise TypeError(f"a sampler state is a tensor, a tuple/list or a dict of tensors, not {type(first).__name__}")
 
 
+def unzip(state, like) -> tuple:
+    """A state whose leaves are tuples (``tree_map`` of a function with several results) → one state per
+    result, each structured like ``like``."""
+    if isinstance(like, torch.Tensor):
+        return tuple(state)
+    if isinstance(like, Mapping):
+        width = len(next(iter(state.values())))
+        return tuple({key: state[key][j] for key in like} for j in range(width))
+    return tuple(type(like)(leaf[j] for leaf in state) for j in range(len(state[0])))
+
+
 def leaves(state) -> list[torch.Tensor]:
     """The tensors of a state, in order."""
     if isinstance(state, torch.Tensor):

@@ -12,12 +12,16 @@ modalities it generates, as a dict state (keys ``img`` (B,C,H,W), ``clip_img`` (
 | i     | img, clip_img          | net(z, c, text_N, t, 1000)    | —                                              |
 | t     | text                   | net(z_N, clip_N, x, 1000, t)  | —                                              |
 
-``*_N`` are fresh N(0, 1) draws at every evaluation; guided output = cond + scale·(cond − uncond). Random draws
-come from ``draw(shape, like)``: by default a seeded generator, or a recorded list replayed in order (tests).
+``*_N`` are fresh N(0, 1) draws at every evaluation; guided output = cond + scale·(cond − uncond) (``guidance.guide``
+in the ``"unidiffuser"`` convention: scale 0 is no guidance). Random draws come from ``draw(shape, like)``: by
+default a seeded generator, or a recorded list replayed in order (tests).
+
+Both processes sample with the registry (``registry.py``): the official VP schedule (``vp_schedule.py``) with
+its ``dpm-solver``, a flow process with any of the flow samplers.
 
 The same table serves a U-ViT trained with flow matching (``flow.py``: x_t = (1 − t)x₀ + tε, the network's time
 1000·t): there a modality at time 1000 is exactly a fresh noise draw too, the network predicts velocities, and
-guidance combines them the same way; ``unidiffuser_sample(process=...)`` then runs a flow sampler of the registry.
+guidance combines them the same way.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from ..errors import DitkitError
-from .dpm_solver_singlestep import dpm_solver_singlestep_sample
 from .gaussian import DiffusionConfig
-from .registry import sample as registry_sample
+from .guidance import guide
+from .registry import DEFAULT_SAMPLERS, get_sampler, run_sampler
 from .vp_schedule import DiscreteVPSchedule
 
 __all__ = ["MODES", "SINGLE_MODES", "Shapes", "make_draw", "mode_denoiser", "unidiffuser_sample", "N_TIMESTEPS",
@@ -45,7 +49,7 @@ GENERATES = {"t2i": ("img", "clip_img"), "i": ("img", "clip_img"), "i2t": ("text
 NEEDS = {"t2i": ("text",), "i2t": ("img", "clip_img"), "joint": (), "i": (), "t": (),
          "i2t2i": ("img", "clip_img"), "t2i2t": ("text",)}
 
-OFFICIAL_SAMPLER = "dpm-solver"  # the official singlestep DPM-Solver ('fast'), the VP process's only sampler
+OFFICIAL_SAMPLER = "dpm-solver"  # the registry's singlestep DPM-Solver ('fast'), the VP process's only sampler
 
 Draw = Callable[[tuple, torch.Tensor], torch.Tensor]
 
@@ -85,10 +89,6 @@ def make_draw(source: Draw | Iterable[torch.Tensor] | None = None, *, generator:
     return replay
 
 
-def _guide(cond, uncond, scale: float):
-    return cond + scale * (cond - uncond)
-
-
 @dataclass
 class _Step:
     """What one evaluation of a mode sees: the network call, the draws, the conditions, guidance, times."""
@@ -102,19 +102,23 @@ class _Step:
     zero: torch.Tensor  # (B,) int32 zeros: a clean condition
     full: torch.Tensor  # (B,) 1000: a modality "absent" (pure noise)
 
+    def guide(self, cond, uncond):
+        """Guidance in UniDiffuser's convention: cond + scale·(cond − uncond), scale 0 = none."""
+        return guide(cond, uncond, self.scale, convention="unidiffuser")
+
 
 def _t2i(x, s: _Step) -> dict:
     z, c, y = x["img"], x["clip_img"], s.cond["text"]
     text_n = s.draw(y.shape, y)
     out, uncond = s.call(z, c, y, s.t, s.zero), s.call(z, c, text_n, s.t, s.full)
-    return {"img": _guide(out[0], uncond[0], s.scale), "clip_img": _guide(out[1], uncond[1], s.scale)}
+    return {"img": s.guide(out[0], uncond[0]), "clip_img": s.guide(out[1], uncond[1])}
 
 
 def _i2t(x, s: _Step) -> dict:
     z0, c0 = s.cond["img"], s.cond["clip_img"]
     z_n, c_n = s.draw(z0.shape, z0), s.draw(c0.shape, c0)
     out, uncond = s.call(z0, c0, x["text"], s.zero, s.t), s.call(z_n, c_n, x["text"], s.full, s.t)
-    return {"text": _guide(out[2], uncond[2], s.scale)}
+    return {"text": s.guide(out[2], uncond[2])}
 
 
 def _joint(x, s: _Step) -> dict:
@@ -123,8 +127,8 @@ def _joint(x, s: _Step) -> dict:
     out = s.call(z, c, tx, s.t, s.t)
     text_uncond = s.call(z_n, c_n, tx, s.full, s.t)[2]  # the text without the image
     img_uncond = s.call(z, c, text_n, s.t, s.full)  # the image without the text
-    return {"img": _guide(out[0], img_uncond[0], s.scale), "clip_img": _guide(out[1], img_uncond[1], s.scale),
-            "text": _guide(out[2], text_uncond, s.scale)}
+    return {"img": s.guide(out[0], img_uncond[0]), "clip_img": s.guide(out[1], img_uncond[1]),
+            "text": s.guide(out[2], text_uncond)}
 
 
 def _image_only(x, s: _Step) -> dict:
@@ -187,8 +191,10 @@ def unidiffuser_sample(net: Callable, mode: str, n: int, *, cond: dict | None = 
 
     ``process`` None is the official one (the VP schedule and its singlestep DPM-Solver, ``steps`` evaluations);
     a flow ``DiffusionConfig`` runs the registry's flow ``sampler`` (default Heun) on a grid of ``steps`` steps.
-    Two-stage modes chain single ones: i2t2i (image variation) = i2t, then t2i from the generated text;
-    t2i2t (text variation) = t2i, then i2t from the generated image and CLIP token.
+    ``callback(x=, t=, noise= | velocity=)`` sees every network evaluation (``_shown``; ``network_evaluations``
+    counts them), where a sampler's own callback sees every step. Two-stage modes chain single ones: i2t2i
+    (image variation) = i2t, then t2i from the generated text; t2i2t (text variation) = t2i, then i2t from the
+    generated image and CLIP token.
     """
     if mode not in MODES:
         raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(MODES)}.")
@@ -209,22 +215,26 @@ def unidiffuser_sample(net: Callable, mode: str, n: int, *, cond: dict | None = 
     like = torch.empty(0, device=device or next(iter(cond.values()), torch.empty(0)).device)
     denoise = mode_denoiser(net, mode, cond=cond, scale=scale, draw=draw, latent_size=latent_size)
     x_T = _initial_state(mode, n, shapes, draw, like)
-    if process is not None and process.process == "flow":
-        return _flow_sample(denoise, x_T, steps, process, sampler or "heun", callback)
-    if sampler not in (None, OFFICIAL_SAMPLER):
+    flow = process is not None and process.process == "flow"
+    if not flow and sampler not in (None, OFFICIAL_SAMPLER):
         raise DitkitError(f"a UniDiffuser on the official VP schedule samples with {OFFICIAL_SAMPLER}, not {sampler!r}.")
-    return dpm_solver_singlestep_sample(lambda x, t: denoise(x, t * N_TIMESTEPS), x_T, steps,
-                                        schedule=schedule, callback=callback)
+    name = sampler or DEFAULT_SAMPLERS["flow" if flow else "vp"]
+    if flow:
+        solver_process = get_sampler(name).process(steps, process)
+    else:
+        solver_process = (schedule or DiscreteVPSchedule()).with_steps(steps)
+    return run_sampler(name, _shown(denoise, callback, "velocity" if flow else "noise"), solver_process, x_T)
 
 
-def _flow_sample(denoise: Callable, x_T: dict, steps: int, process: DiffusionConfig, sampler: str,
-                 callback: Callable | None) -> dict:
-    """A flow sampler over the mode's dict state; ``denoise`` gets the network's times (1000·t) and returns
-    the guided velocities; ``callback(x=, t=, velocity=)`` sees every evaluation."""
-    def velocity(x: dict, network_t: torch.Tensor) -> dict:
-        v = denoise(x, network_t)
-        if callback is not None:
-            callback(x=x, t=network_t / N_TIMESTEPS, velocity=v)
-        return v
+def _shown(denoise: Callable, callback: Callable | None, output: str) -> Callable:
+    """``denoise`` showing every network evaluation to ``callback(x=, t=, noise= | velocity=)``: the state, the
+    process's time t = network time / 1000 and the guided prediction (ε on the VP process, v on a flow one)."""
+    if callback is None:
+        return denoise
 
-    return registry_sample(velocity, x_T, sampler=sampler, steps=steps, config=process)
+    def evaluate(x: dict, network_t: torch.Tensor) -> dict:
+        prediction = denoise(x, network_t)
+        callback(x=x, t=network_t / N_TIMESTEPS, **{output: prediction})
+        return prediction
+
+    return evaluate

@@ -5,6 +5,9 @@ continuous t ∈ (0, 1]: log α(t) is the piecewise-linear interpolation of the 
 ``0.5·cumsum(log(1 − β))`` placed at t = 1/N, 2/N, …, 1 (extrapolated linearly past its ends), σ = √(1 − α²)
 and λ = log α − log σ is the half log-SNR the solver steps in. Everything is float32 as the official
 sampler computes it, so its golden numbers are met to ~1e-7.
+
+As a process of the sampler registry (``family = "vp"``) it carries the sampling steps (``with_steps``) and the
+network's time 1000·t, the time UniDiffuser's network takes (``N`` = 1000 table entries).
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ def interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Te
 
 
 class DiscreteVPSchedule:
-    """DPM-Solver's ``NoiseScheduleVP('discrete')`` of a beta table: α(t), σ(t), λ(t) and t(λ) for t ∈ (0, 1]."""
+    """DPM-Solver's ``NoiseScheduleVP('discrete')`` of a beta table: α(t), σ(t), λ(t) and t(λ) for t ∈ (0, 1];
+    ``steps`` sets the sampling steps (None: none, as for training)."""
 
-    def __init__(self, betas: torch.Tensor | None = None):
+    family = "vp"
+
+    def __init__(self, betas: torch.Tensor | None = None, steps: int | None = None):
         betas = stable_diffusion_betas() if betas is None else betas
         self.betas = betas.float()  # (N,) the sampler works in float32
         self.num_steps = len(betas)
@@ -37,6 +43,15 @@ class DiscreteVPSchedule:
         self.t_table = torch.linspace(1.0 / self.num_steps, 1.0, self.num_steps)  # (N,) t_n = n/N
         self.T = 1.0
         self.eps = 1.0 / self.num_steps  # the smallest tabulated time: sampling stops there
+        self.num_timesteps = int(steps) if steps is not None else 0  # the sampler's steps
+
+    def with_steps(self, steps: int) -> "DiscreteVPSchedule":
+        """The same schedule as a process of ``steps`` sampling steps."""
+        return DiscreteVPSchedule(self.betas, steps)
+
+    def network_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The network's time of continuous t: N·t (t = 1 is the table's last step, N)."""
+        return t * self.num_steps
 
     def marginal_log_mean_coeff(self, t: torch.Tensor) -> torch.Tensor:
         """log α(t), elementwise."""

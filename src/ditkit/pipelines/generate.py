@@ -19,7 +19,7 @@ from ..diffusion import SAMPLERS, DiffusionConfig, IndexedNoise, get_sampler, ru
 from ..errors import DitkitError
 from ..imaging import to_uint8
 from ..precision import resolve_precision
-from ..progress import progress_bar
+from ..progress import bar_callback, chain_callbacks, progress_bar
 from .labels import resolve_labels
 from .settings import SamplingSettings
 from .text import check_conditioning, is_text_model, plan_prompts
@@ -104,7 +104,7 @@ def plan_sampling(model, settings: SamplingSettings, *, codec=None, diffusion_co
 
 def generate_batches(model, settings: SamplingSettings | None = None, *, codec=None, diffusion_config=None,
                      device=None, progress: bool = True, sample_indices: Sequence[int] | None = None,
-                     text_codec=None, **changes) -> Iterator[GeneratedSamples]:
+                     text_codec=None, callback=None, **changes) -> Iterator[GeneratedSamples]:
     """Like :func:`generate`, but yields one :class:`GeneratedSamples` per batch as soon as it is done.
 
     The request is checked when called, before the first batch is asked for.
@@ -115,10 +115,10 @@ def generate_batches(model, settings: SamplingSettings | None = None, *, codec=N
     bad = [i for i in indices if not 0 <= i < plan.total]
     if bad:
         raise DitkitError(f"sample index {bad[0]} is outside the run's {plan.total} samples")
-    return _batches(model, plan, indices, codec=codec, device=device, progress=progress)
+    return _batches(model, plan, indices, codec=codec, device=device, progress=progress, callback=callback)
 
 
-def _draw(model, plan: SamplingPlan, batch_indices: list[int], device, progress: bool = False) -> torch.Tensor:
+def _draw(model, plan: SamplingPlan, batch_indices: list[int], device, callback=None) -> torch.Tensor:
     """The latents of one batch: exactly ``len(batch_indices)`` rows, noise drawn per sample index."""
     from ..diffusion.guidance import cfg_denoiser
 
@@ -134,7 +134,7 @@ def _draw(model, plan: SamplingPlan, batch_indices: list[int], device, progress:
     # guidance runs the conditional and null halves as one batched forward
     denoiser = cfg_denoiser(_in_precision(model, s.precision, device), y, s.cfg_scale, guided_channels=s.guided_channels,
                             null_class=getattr(model, "null_class", None), uncond=uncond)
-    return run_sampler(s.sampler, denoiser, plan.process, x_T, noise_sampler=noise, progress=progress, **s.options)
+    return run_sampler(s.sampler, denoiser, plan.process, x_T, noise_sampler=noise, callback=callback, **s.options)
 
 
 def _in_precision(model, precision: str, device: torch.device):
@@ -150,19 +150,23 @@ def _in_precision(model, precision: str, device: torch.device):
     return network
 
 
-def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, device, progress) -> Iterator[GeneratedSamples]:
+def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, device, progress,
+             callback) -> Iterator[GeneratedSamples]:
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training  # e.g. a model mid-training: put it back as it was
     model.eval()
     size = plan.settings.batch_size
     one_batch = len(indices) <= size  # one batch: progress per sampling step; several: per image
-    bar = progress_bar(total=len(indices), desc=f"sampling ({plan.settings.sampler})", unit="img",
-                       disable=not progress or one_batch)
+    sampler = plan.settings.sampler
+    bar = progress_bar(total=len(indices), desc=f"sampling ({sampler})", unit="img", disable=not progress or one_batch)
+    steps = progress_bar(total=plan.process.num_timesteps, desc=sampler, unit="step", leave=False,
+                         disable=not progress or not one_batch)
+    each_step = chain_callbacks(bar_callback(steps) if progress and one_batch else None, callback)
     try:
         for start in range(0, len(indices), size):
             batch_indices = indices[start:start + size]  # a short request is one short batch: no padding
             with torch.inference_mode():
-                latents = _draw(model, plan, batch_indices, device, progress and one_batch)
+                latents = _draw(model, plan, batch_indices, device, each_step)
                 images = None if codec is None else to_uint8(codec.decode(latents))
                 latents = latents.float().cpu()
             bar.update(len(batch_indices))
@@ -170,13 +174,14 @@ def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, device, pr
             # clone outside inference mode: callers get ordinary tensors they may modify in place
             yield GeneratedSamples(images=images, latents=latents.clone(), labels=labels, indices=batch_indices)
     finally:
+        steps.close()
         bar.close()
         model.train(was_training)
 
 
 def generate(model, settings: SamplingSettings | None = None, *, codec=None, diffusion_config: dict | None = None,
              device=None, progress: bool = True, sample_indices: Sequence[int] | None = None,
-             text_codec=None, **changes) -> GeneratedSamples:
+             text_codec=None, callback=None, **changes) -> GeneratedSamples:
     """Sample images from a DiT: ``generate(model, SamplingSettings(...), codec=...)``.
 
     ``settings`` say what to draw (see :class:`SamplingSettings`); its fields may also be given (or
@@ -184,6 +189,8 @@ def generate(model, settings: SamplingSettings | None = None, *, codec=None, dif
     ``codec`` decodes latents to images (None: latents only). ``diffusion_config``: the checkpoint's
     diffusion settings. ``sample_indices``: which of the run's global sample indices to draw (default all).
     Text models take ``prompts`` (and ``negative_prompt``) instead of labels, and their ``text_codec``.
+    ``progress``: a bar (per step for one batch, per image for several); ``callback(x=, i=, t=, denoised=)``:
+    every sampler step of every batch (the sampler contract, ``ditkit.diffusion.samplers``).
 
     Sample i depends only on the seed and i. Drawn in a batch of the same size it is bit-identical
     whichever batch, rank or resumed run draws it; in a batch of another size it can differ by float
@@ -191,7 +198,7 @@ def generate(model, settings: SamplingSettings | None = None, *, codec=None, dif
     """
     parts = list(generate_batches(model, settings, codec=codec, diffusion_config=diffusion_config, device=device,
                                   progress=progress, sample_indices=sample_indices, text_codec=text_codec,
-                                  **changes))
+                                  callback=callback, **changes))
     if not parts:
         raise DitkitError("there are no samples to draw")
     images = None if parts[0].images is None else np.concatenate([p.images for p in parts])

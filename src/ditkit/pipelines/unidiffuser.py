@@ -10,8 +10,9 @@
   text tokens back into words.
 
 ``generate(mode, ...)`` checks the inputs (a mode without its required input, an image of another size or
-channel count — converted with a note — are handled here), samples with the official solver
-(``ditkit.diffusion.unidiffuser``) and decodes. Checkpoints: our folder (``save`` / ``load``) or the official
+channel count — converted with a note — are handled here), samples with the process's sampler from the registry
+(``ditkit.diffusion.unidiffuser``: the official ``dpm-solver``, or a flow sampler) and decodes; ``callback`` sees
+every network evaluation. Checkpoints: our folder (``save`` / ``load``) or the official
 ``uvit_v1.pth`` + ``caption_decoder.pth`` (``from_official``).
 """
 
@@ -372,11 +373,9 @@ class UniDiffuser(nn.Module):
 
 
 def _default_steps(sampler: str, family: str) -> int:
-    if sampler == OFFICIAL_SAMPLER:
-        return DEFAULT_SAMPLING["vp"]["steps"]
     from ..diffusion.registry import get_sampler
 
-    return get_sampler(sampler).steps_for("flow" if family == "flow" else "ddpm")
+    return get_sampler(sampler).steps_for(family)
 
 
 def _part(tensors: dict, prefix: str) -> dict:
