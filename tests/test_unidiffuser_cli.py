@@ -16,7 +16,7 @@ from ditkit.pipelines.unidiffuser import UniDiffuser
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("uni") / "tiny-uni"
     UniDiffuser.build(image_size=8, uvit=dict(embed_dim=32, depth=2, num_heads=2, text_dim=8),
-                      text_encoder={"type": "text", "spec": "chars", "max_length": 12}, image_encoder="pooled:2",
+                      text_encoder={"type": "text", "spec": "chars", "max_length": 48}, image_encoder="pooled:2",
                       vocab=build_vocab(["a red circle", "a blue square on the left"]),
                       decoder=dict(width=32, depth=1, heads=2), seed=0).save(path)
     return str(path)
