@@ -9,19 +9,21 @@
 - ``step``: ``train_step``; the loss is a pluggable ``objective(net, batch_dict, generator) -> per-sample
   losses``, default ``DiffusionObjective``
 - ``hooks``: every N steps: log, checkpoint, sample grid, evaluation (``trainer`` builds the run's own before its
-  folder is written: FID for class runs, ``eval_fn`` of text runs and families)
-- ``trainer``: the loop
+  folder is written: its family's ``eval_fn``)
+- ``trainer``: the loop (the same for every run family: it asks the family, never which one it is)
 - ``ema``, ``data_order``: the EMA weights; resumable sharded batch order
 - ``outputs``: metrics.jsonl, TensorBoard, sample grids, the loss curve
 - ``dispersive``: the dispersive loss (a block's states spread within the batch; ``--dispersive-loss``)
-- ``text``: ``--text-encoder`` runs: ``open_text_data``, ``TextTraining`` (frozen encoder + cache, the model's
+- ``families``: the ``RunFamily`` protocol (the data, model config, module, ``--init-from``, objective, checkpoint
+  ``extra`` and export, progress hook, ``eval_fn``, cache) and ``FAMILIES``, the four that implement it;
+  ``family_for(config)`` picks one for every run. A new family = one new file plus one line there
+- ``class_dit``: ``ClassDiTRun``, a DiT on labels (or unconditional): the default family; FID as its evaluation
+- ``text``: ``--text-encoder`` runs: ``TextTraining`` (the text DiT family: frozen encoder + cache, the model's
   text fields, checkpoint ``extra.text_encoder``), ``TextObjective``, captioned grids, ``eval_fn``
   (``evaluation.text_to_image.sample_and_score`` on shapes, else FID of caption samples)
-- ``families``: ``FAMILIES``: non-DiT models trained by the same loop (``--model caption-decoder``, ``uvit-*``);
-  ``family_for``. A family gives the data, model config, module, objective, progress output, ``eval_fn`` and
-  ``export``
-- ``unidiffuser_run``, ``unidiffuser_objective``, ``uni_text_table``: UniDiffuser's two families, its objective,
-  and ``--text-cache`` (every caption's frozen text tokens encoded once, in fixed chunks)
+- ``unidiffuser_run``, ``unidiffuser_objective``, ``uni_text_table``: UniDiffuser's two families (``--model
+  caption-decoder``, ``uvit-*``), its objective, and ``--text-cache`` (every caption's frozen text tokens encoded
+  once, in fixed chunks)
 """
 
 from .state import TrainState, list_checkpoints, load_checkpoint, resolve_resume

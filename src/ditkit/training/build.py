@@ -1,6 +1,7 @@
 """Everything before the first step: the data, the model, the resumed state, the run folder.
 
-``prepare(config, d)`` returns a :class:`Run`; the loop in ``trainer.py`` only steps it and calls hooks.
+The run families (``families.py``) build their data and models from these parts; the loop in ``trainer.py``
+only steps the state and calls hooks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..codecs import make_codec
 from ..data import LatentCacheDataset, build_latent_cache, load_dataset
 from ..distributed import Dist
 from ..errors import DitkitError
-from ..models import create_model, resolve_config
+from ..models import resolve_config
 from ..precision import resolve_precision
 from .bf16_moments import AdamWBf16Moments
 from .config import TrainConfig
@@ -232,14 +233,13 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.lr
 
 
-def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None, meta: dict, family=None):
+def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None, meta: dict, family):
     """Model (same initial weights on every rank), EMA, wrappers, optimizer — then the resumed state if any.
-    Returns the state and notes from ``--init-from``. ``family`` (``families.py``) builds and exports a
-    non-DiT model (it reads its own ``--init-from``)."""
+    Returns the state and notes from ``--init-from``. The run's ``family`` (``families.py``) builds the
+    model, loads its ``--init-from`` and says how a checkpoint's EMA is exported."""
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = (family.create_model if family else create_model)(model_config).to(d.device)
-    dit_init = config.init_from and resumed is None and family is None
-    notes = load_init_weights(model, config.init_from) if dit_init else []
+    model = family.create_model(model_config).to(d.device)
+    notes = family.load_init(model, config, resumed)
     ema = make_ema(model)
     # Per-rank streams for timesteps, noise and label dropout (the reference: seed * world + rank).
     seed_everything(config.seed * d.world_size + d.rank)
@@ -261,7 +261,7 @@ def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None
             net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     state = TrainState(model=model, net=net, ema=ema, optimizer=make_optimizer(net.parameters(), config, d.device),
-                       scaler=scaler, meta=meta, fsdp=config.fsdp, export=family.export if family else None)
+                       scaler=scaler, meta=meta, fsdp=config.fsdp, export=family.export)
     if config.optimizer_in_backward:
         state.backward_step = OptimizerInBackward(state.optimizer)
     if resumed is not None:
@@ -271,7 +271,7 @@ def build_state(config: TrainConfig, d: Dist, model_config, resumed: dict | None
 
 def check_dispersive(config: TrainConfig, model_config, family) -> None:
     """The dispersive loss needs a DiT (its blocks) and a block that exists: one DitkitError otherwise."""
-    if family is not None:
+    if not family.trains_dit:
         raise DitkitError(f"--dispersive-loss applies to DiT runs, not to a {family.name} run")
     block, depth = config.dispersive_block, model_config.depth
     if block is not None and not 0 <= block < depth:

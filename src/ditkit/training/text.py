@@ -5,7 +5,8 @@ The conditioning follows the data: with a text encoder, ``--data shapes`` / ``mn
 captions (``data.captions``) and the model is a text model; without one, labels and a class model.
 Captions are encoded by the frozen text encoder once each (``codecs.text_cache``, kept in memory, saved
 to ``--text-cache DIR`` when given) and reach the network as a ``TextEncoding``; caption dropout (the
-model's ``class_dropout_prob``) trains the null text used by classifier-free guidance.
+model's ``class_dropout_prob``) trains the null text used by classifier-free guidance. ``TextTraining`` is the
+text DiT's run family (``families.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from ..codecs.text_cache import TextCache
 from ..data.captions import load_captioned_dataset
 from ..errors import DitkitError
 from ..models.dit import TEXT_BLOCKS
-from .build import Data
+from .build import Data, model_config_for
+from .class_dit import ClassDiTRun
 from .hooks import SampleGridHook
 from .outputs import fork_rng_around
 from .step import DiffusionObjective
@@ -39,17 +41,37 @@ class TextObjective(DiffusionObjective):
         return super().__call__(net, dict(batch, y=text), generator)
 
 
-class TextTraining:
-    """What a text run adds: the frozen encoder and its cache, the model's text fields, grid prompts."""
+class TextTraining(ClassDiTRun):
+    """The text DiT run family (``families.py``): a class DiT's run, plus the frozen encoder and its cache, the
+    model's text fields and grid prompts."""
 
-    def __init__(self, config, dataset, device):
-        self.codec = make_text_codec(config.text_encoder, device=device)
-        self.dataset, self.device = dataset, device
+    name = "text-dit"
+
+    @classmethod
+    def claims(cls, config) -> bool:
+        """A DiT run with ``--text-encoder``."""
+        return bool(config.text_encoder)
+
+    def open(self, config, d) -> Data:
+        """The captioned training set as the loop's ``Data`` (pixels, or a VAE encoding each batch), then the
+        text side of the run."""
+        if config.latent_cache:
+            raise DitkitError("--latent-cache is for label models; a text model encodes its images each step")
+        dataset, image_size = open_captions(config, d)
+        codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
+        self.data = Data(dataset, codec, codec.downsample != 1, codec.latent_channels, codec.latent_size(image_size),
+                         image_size)
+        self.codec = make_text_codec(config.text_encoder, device=d.device)
+        self.dataset, self.device = dataset, d.device
         self.cache_dir = config.text_cache
         self.cache = TextCache.open(self.cache_dir or None, self.codec)  # a folder not a text cache: refused now
         self.saved_rows = len(self.cache)
         count = min(len(dataset), config.sample_count)  # captions spread over the data (mnist is sorted by digit)
         self.grid_prompts = [dataset.caption(i * len(dataset) // count) for i in range(count)]
+        return self.data
+
+    def model_config(self, config, resumed):
+        return model_config_for(self.with_model_fields(config), self.data, resumed)
 
     def with_model_fields(self, config):
         """``config`` with the model's text fields set (a text block, cross-text unless ``--block`` names
@@ -150,14 +172,3 @@ def open_captions(config, d):
         if d.is_main:
             print(f"ditkit train: warning: {w.message}", file=sys.stderr)
     return dataset, image_size
-
-
-def open_text_data(config, d) -> tuple[Data, TextTraining]:
-    """The captioned training set as the loop's ``Data`` (pixels, or a VAE encoding each batch), and the
-    text side of the run."""
-    if config.latent_cache:
-        raise DitkitError("--latent-cache is for label models; a text model encodes its images each step")
-    dataset, image_size = open_captions(config, d)
-    codec = make_codec(config.vae, image_channels=dataset.channels).to(d.device)
-    data = Data(dataset, codec, codec.downsample != 1, codec.latent_channels, codec.latent_size(image_size), image_size)
-    return data, TextTraining(config, dataset, d.device)

@@ -24,16 +24,15 @@ from ..distributed import Dist, setup, teardown
 from ..fileio import atomic_write_json
 from ..progress import progress_bar
 from ..version import __version__
-from .build import (Data, check_dispersive, build_state, check_writable, configure_machine, data_order, lr_at, model_config_for,
-                    on_main_then_share, open_data, read_resume)
+from .build import (Data, build_state, check_dispersive, check_writable, configure_machine, data_order, lr_at,
+                    on_main_then_share, read_resume)
 from .config import TrainConfig
-from .families import family_for
-from .hooks import CallbackHook, CheckpointHook, EvalHook, LogHook, SampleGridHook, Window, every
+from .families import RunFamily, family_for
+from .hooks import CallbackHook, CheckpointHook, EvalHook, LogHook, Window
 from .optimizer_in_backward import check_supported
 from .outputs import MetricsLog, fork_rng_around, plot_curves
 from .state import TrainState
-from .step import DiffusionObjective, Objective, StepSettings, train_step
-from .text import open_text_data
+from .step import Objective, StepSettings, train_step
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -45,7 +44,7 @@ def train(config: TrainConfig | dict, *, eval_fn=None, eval_every: int | None = 
 
     ``eval_fn(ema_model, step) -> dict`` runs on rank 0 every ``eval_every`` (default ``config.fid_every``)
     steps; its numbers go to metrics.jsonl under ``"eval"`` and into the curves PNG. Without one, the run's
-    own: FID for class runs, ``eval_fn`` of ``training/text.py`` and of the families for the others.
+    own: its run family's ``eval_fn`` (``families.py``: FID for class runs).
     ``objective`` replaces the loss (default: the DiT hybrid loss; see ``step.py`` for the contract).
     """
     if isinstance(config, dict):
@@ -72,21 +71,20 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     if resumed is not None and resumed["state"]["step"] >= config.max_steps:  # nothing left to do
         return {"step": resumed["state"]["step"], "loss": None, "checkpoint": resumed["path"],
                 "run_dir": run_dir, "already_done": True}
-    family, data, text, model_config = _open_data_and_model(config, d, resumed)
+    family = family_for(config)  # everything below asks it, never which family it is
+    data = family.open(config, d)
+    model_config = family.model_config(config, resumed)
     config = replace(config, diffusion=replace(config.diffusion, learn_sigma=model_config.learn_sigma))
     order = data_order(config, d, data)
     diffusion = create_process(config.diffusion)
-    meta = {"config": config.to_dict(), "model_config": model_config.to_dict(), "codec": data.codec.to_config(),
-            "class_names": list(data.dataset.class_names) or None, "diffusion": config.diffusion.to_dict(),
-            "precision": {"requested": requested_precision, "resolved": config.precision},
-            "extra": text.extra() if text else {}}
+    meta = _meta(config, requested_precision, data, model_config, family)
     state, notes = build_state(config, d, model_config, resumed, meta, family)
-    objective = objective or _objective(config, diffusion, text, model_config, family)
+    objective = objective or _objective(config, diffusion, model_config, family)
     settings = StepSettings(d.device.type, AUTOCAST.get(config.precision), config.max_grad_norm,
                             config.ema_decay, config.ema_warmup)
     if eval_fn is None and eval_every:  # before the run folder (bad settings stop here, nothing written), and
         # on forked RNG streams: building it initialises modules, which must not draw from training's streams
-        eval_fn = fork_rng_around(lambda: text.eval_fn(config, data) if text else _fid_eval_fn(config))
+        eval_fn = fork_rng_around(family.eval_fn, config, data)
     metrics = _start_run_folder(config, d, run_dir, data, meta, notes, resumed, command_line) if d.is_main else None
     debug_dir = os.environ.get("DITKIT_TRAIN_DEBUG_DIR")  # per-rank record of samples seen and final weights
     if debug_dir:
@@ -97,7 +95,7 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     bar = progress_bar(total=config.max_steps, initial=state.step, desc="training", unit="step",
                        disable=not (config.progress and d.is_main), dynamic_ncols=True)
     log = LogHook(window, metrics, bar, config.log_every, config.max_steps)
-    hooks = _periodic_hooks(config, d, run_dir, data, text, window, metrics, eval_fn, eval_every)
+    hooks = _periodic_hooks(config, d, run_dir, data, family, window, metrics, eval_fn, eval_every)
     try:
         # -- the loop: step, then the periodic work that is due (only logging reads numbers back)
         while state.step < config.max_steps:
@@ -123,47 +121,35 @@ def _run(config: TrainConfig, d: Dist, eval_fn, eval_every: int, command_line, o
     return {"step": state.step, "loss": log.last_loss, "checkpoint": window.last_checkpoint, "run_dir": run_dir}
 
 
-def _open_data_and_model(config: TrainConfig, d: Dist, resumed):
-    """(family, data, text, model config): a non-DiT family's (UniDiffuser and its caption decoder), a text
-    model's (captions with a text encoder) or a class model's (labels)."""
-    family = family_for(config)
-    if family:
-        return family, family.open(config, d), family, family.model_config(config, resumed)
-    data, text = open_text_data(config, d) if config.text_encoder else (open_data(config, d), None)
-    return None, data, text, model_config_for(text.with_model_fields(config) if text else config, data, resumed)
+def _meta(config: TrainConfig, requested_precision: str, data: Data, model_config, family: RunFamily) -> dict:
+    """What every checkpoint and train_config.json record of the run."""
+    return {"config": config.to_dict(), "model_config": model_config.to_dict(), "codec": data.codec.to_config(),
+            "class_names": list(data.dataset.class_names) or None, "diffusion": config.diffusion.to_dict(),
+            "precision": {"requested": requested_precision, "resolved": config.precision},
+            "extra": family.extra()}
 
 
-def _objective(config: TrainConfig, diffusion, text, model_config, family) -> Objective:
-    """The run's loss: the process's, through the text encoder for text runs, plus the dispersive loss if asked
-    (it reads a DiT's blocks; a family's own objective has none)."""
-    objective = text.objective(diffusion) if text else DiffusionObjective(diffusion)
+def _objective(config: TrainConfig, diffusion, model_config, family: RunFamily) -> Objective:
+    """The run's loss: the family's, plus the dispersive loss if asked (it reads a DiT's blocks)."""
+    objective = family.objective(diffusion)
     if config.dispersive_loss:
         check_dispersive(config, model_config, family)
         objective.dispersive, objective.dispersive_block = config.dispersive_loss, config.dispersive_block
     return objective
 
 
-def _periodic_hooks(config: TrainConfig, d: Dist, run_dir: str, data: Data, text, window, metrics, eval_fn,
-                    eval_every: int) -> list:
-    """Checkpoints (every rank), and on rank 0 the text cache, sample grids and the evaluation."""
+def _periodic_hooks(config: TrainConfig, d: Dist, run_dir: str, data: Data, family: RunFamily, window, metrics,
+                    eval_fn, eval_every: int) -> list:
+    """Checkpoints (every rank), and on rank 0 the family's cache, progress output and the evaluation."""
     hooks = [CheckpointHook(window, os.path.join(run_dir, "checkpoints"), config.ckpt_every, config.keep_last,
                             config.max_steps)]
-    if d.is_main and text:  # the text cache at each checkpoint and the end, so a resumed run need not re-encode
-        hooks.append(CallbackHook(text.save_cache, config.ckpt_every, config.max_steps))
+    if d.is_main:  # the family's cache (a text run's encodings) at each checkpoint and the end: a resumed run reuses it
+        hooks.append(CallbackHook(family.save_cache, config.ckpt_every, config.max_steps))
     if d.is_main and config.sample_every:
-        hooks.append(text.grid_hook(run_dir, data.codec, config) if text else SampleGridHook(run_dir, data.codec, config))
+        hooks.append(family.grid_hook(run_dir, data.codec, config))
     if d.is_main and eval_fn is not None and eval_every:
         hooks.append(EvalHook(eval_fn, metrics, eval_every, config.max_steps))
     return hooks
-
-
-def _fid_eval_fn(config: TrainConfig):
-    """A class (or unconditional) run's periodic evaluation: FID of the EMA's samples against the training data,
-    and class accuracy where a bundled classifier reads the classes."""
-    from ..evaluation import make_training_eval_fn
-
-    return make_training_eval_fn(config.data, config.fid_samples, image_size=config.image_size, codec=config.vae,
-                                 seed=config.seed, progress=False, diffusion_config=config.diffusion.to_dict())
 
 
 def _batches(data: Data, order, state: TrainState, d: Dist, config: TrainConfig):

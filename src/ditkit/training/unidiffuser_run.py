@@ -121,6 +121,7 @@ class CaptionRun:
     """What both stages share: the captioned data as pixels and the frozen text encoder."""
 
     name = "caption"
+    trains_dit = False  # --dispersive-loss reads a DiT's blocks: not these models'
     process_fields = ("learn_sigma",)  # DiffusionConfig fields a stage takes (learn_sigma follows the model)
     fixed = "the caption decoder trains with cross-entropy, no diffusion process (use explicit flags, not --recipe fast)"
 
@@ -134,6 +135,12 @@ class CaptionRun:
         self.config = config
         self.text_spec = config.text_encoder or "minilm"
         self.text = None
+
+    @classmethod
+    def claims(cls, config) -> bool:
+        """``--model`` is the family's name or starts with it and a dash (``uvit-small``)."""
+        model = str(config.model)
+        return model == cls.name or model.startswith(cls.name + "-")
 
     def open(self, config, d) -> Data:
         dataset, image_size = open_captions(config, d)
@@ -156,6 +163,9 @@ class CaptionRun:
             if diffs:
                 raise DitkitError(f"cannot resume: the model differs from the checkpoint's in {', '.join(diffs)}")
         return model_config
+
+    def load_init(self, model, config, resumed) -> list[str]:  # --init-from is read by model_config/create_model
+        return []
 
     def extra(self) -> dict:
         return {}
