@@ -12,7 +12,7 @@ from __future__ import annotations
 # Lowest first. A name is a package (``ditkit/models/``) or a module at the top (``ditkit/errors.py``); ``ditkit``
 # is the package's own ``__init__`` (the public facade, which may import anything below it).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "version", "layers"),  # the base: no ditkit imports
+    ("errors", "version", "layers", "knobs"),  # the base: no ditkit imports
     ("fileio", "imaging", "progress", "precision", "distributed"),  # base helpers (they use only errors)
     ("data", "codecs"),  # datasets; images ↔ latents and text → text states
     ("models",),  # networks (text models take codecs' TextEncoding)

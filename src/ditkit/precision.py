@@ -11,6 +11,9 @@ import functools
 import torch
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# THE precision list: training takes all four (fp16 with a grad scaler); sampling the first three.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SAMPLING_PRECISIONS = PRECISIONS[:3]
 
 
 @functools.lru_cache(maxsize=None)

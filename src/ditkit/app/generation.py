@@ -123,6 +123,7 @@ def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder:
     with lock:
         out = sample(model.model, labels=settings.classes, num_samples=n, codec=model.codec, sampler=settings.sampler,
                      steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False, callback=counter,
+                     precision=settings.precision,
                      diffusion_config=loaded.diffusion_config, device=device, **text, **text_codec)
     captions = ([f"{text['prompts'][0] or '(no prompt)'} · #{i}" for i in range(len(out))] if text
                 else _captions(conditioning, out.labels, seed, len(out)))

@@ -113,18 +113,30 @@ def _wire_model_choice(gr, c: dict, cache: ModelCache, sampler, scale, steps) ->
     c["on_model"] = (on_model, [c["model"], c["path"]], outs)
 
 
+def _sampling_inputs(gr):
+    """The sampling inputs, labelled and started as ``SamplingConfig`` declares them (the flags of every sampling
+    command); choosing a model fills in what its checkpoint records (``AppModel.sampling``)."""
+    from ..diffusion import DEFAULT_SAMPLER, SAMPLERS
+    from ..pipelines.settings import SamplingConfig
+
+    label = {f.name: f.metadata["label"] for f in SamplingConfig.knobs(("sampler", "steps", "cfg_scale", "seed"))}
+    with gr.Row():
+        scale = gr.Number(1.0, label=label["cfg_scale"], info="1 = none; 4 for visuals", elem_id="cfg-scale")
+        sampler = gr.Dropdown([(f"{name} — {spec.about}" if spec.about else name, name)
+                               for name, spec in SAMPLERS.items()], value=DEFAULT_SAMPLER, label=label["sampler"],
+                              info="the sampler registry; choosing one sets its default steps", elem_id="sampler")
+        steps = gr.Slider(1, 250, value=SAMPLERS[DEFAULT_SAMPLER].default_steps, step=1, label=label["steps"],
+                          elem_id="steps")
+    return scale, sampler, steps, SamplingConfig.default("seed"), label["seed"]
+
+
 def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
     from ..diffusion import SAMPLERS
 
     c = _model_inputs(gr, settings)
+    scale, sampler, steps, seed_default, seed_label = _sampling_inputs(gr)
     with gr.Row():
-        scale = gr.Number(4.0, label="Guidance scale", info="1 = none; 4 for visuals", elem_id="cfg-scale")
-        sampler = gr.Dropdown([(f"{name} — {spec.about}" if spec.about else name, name)
-                               for name, spec in SAMPLERS.items()], value="ddim", label="Sampler",
-                              info="the sampler registry; choosing one sets its default steps", elem_id="sampler")
-        steps = gr.Slider(1, 250, value=25, step=1, label="Steps", elem_id="steps")
-    with gr.Row():
-        seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id="seed")
+        seed = gr.Number(seed_default, precision=0, label=seed_label, minimum=0, elem_id="seed")
         random_seed = gr.Checkbox(False, label="random seed")
         count = gr.Slider(1, settings.max_images, value=min(8, settings.max_images), step=1,
                           label=f"Images (at most {settings.max_images})", elem_id="num-images")

@@ -36,11 +36,12 @@ def _command(model, request, seed: int, n: int) -> str:
         parts += ["--prompt", request.prompt.strip()]
     if request.mode in ("i2t", "i2t2i"):
         parts += ["--image", str(request.image)]
-    if model.model.family == "flow":
-        parts += ["--sampler", str(request.sampler)]
-    parts += ["-n", str(n), "--steps", str(int(request.steps)), "--scale", str(float(request.cfg_scale)),
-              "--seed", str(seed), "--out", "ditkit-uni"]
-    return shlex.join(parts)
+    from ..pipelines.settings import SamplingConfig
+
+    sampler = str(request.sampler) if model.model.family == "flow" else None  # the official: its own solver
+    parts += ["-n", str(n), *SamplingConfig.command_args(sampler=sampler, steps=int(request.steps),
+                                                         cfg_scale=float(request.cfg_scale), seed=seed)]
+    return shlex.join([*parts, "--out", "ditkit-uni"])
 
 
 def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):

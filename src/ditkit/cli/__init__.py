@@ -3,8 +3,9 @@
 Each subcommand lives in its own module here with two functions:
 ``add_parser(subparsers)`` registers its flags (and sets ``func``), ``run(args)`` does the work by
 calling the library (``uni`` over ``pipelines.unidiffuser``, ``t2i_eval`` over ``evaluation.text_to_image``,
-``uni_eval`` over ``evaluation.unidiffuser_eval``, ...). User errors (``DitkitError``) become one line on
-stderr and exit code 2.
+``uni_eval`` over ``evaluation.unidiffuser_eval``, ...). ``sampling`` is no subcommand: it builds the sampling
+flags of ``sample``, ``uni``, ``t2i-eval`` and ``uni-eval`` from ``pipelines.SamplingConfig``. User errors
+(``DitkitError``) become one line on stderr and exit code 2.
 """
 
 from __future__ import annotations

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import math
+import shlex
 from contextlib import contextmanager
 
 from ..diffusion.unidiffuser import MODES, network_evaluations
 from ..errors import DitkitError
+from .sampling import COMMON, add_sampling_flags, check_counts, resolve_device
+
+# The UniDiffuser samples in fp32, one call per request: no --precision, --batch-size, --eta or --guided-channels.
+KNOBS = COMMON
 
 _ABOUT = {"t2i": "text → image (--prompt)", "i2t": "image → caption (--image)", "joint": "image-caption pairs (-n)",
           "i": "images alone (-n)", "t": "captions alone (-n)", "i2t2i": "image variation: image → caption → image "
@@ -28,19 +31,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--uvit", metavar="PATH", help="the official uvit_v1.pth (with --caption-decoder), instead of "
                                                   "--checkpoint")
     p.add_argument("--caption-decoder", metavar="PATH", help="the official caption_decoder.pth (with --uvit)")
-    p.add_argument("--sampler", help="dpm-solver (the official model's), or on a flow-matching model one of the "
-                                     "registry's: heun, euler, dpm++, ddim, ddpm (default: the model's recorded one)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the model's recorded ones; the official "
-                                             "model: 50 DPM-Solver steps = 50 network evaluations)")
-    p.add_argument("--cfg-scale", "--scale", dest="scale", type=guidance_scale,
-                   help="guidance scale >= 0 (default: the model's recorded one; the official model: 7; 0: none)")
-    p.add_argument("--seed", type=int, default=0, help="same seed and inputs → same outputs")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
     p.add_argument("--out", default="ditkit-uni",
                    help="output folder: new, empty, or an earlier `ditkit uni` output (replaced whole); nothing else "
                         "is replaced (default ./ditkit-uni)")
-    p.add_argument("--no-progress", action="store_true", help="do not show progress")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 … (default cpu)")
+    add_sampling_flags(p, KNOBS)
     p.set_defaults(func=run)
 
 
@@ -56,26 +51,13 @@ def _load(args):
     return UniDiffuser.load(args.checkpoint, device=args.device)
 
 
-def guidance_scale(text: str) -> float:
-    """A guidance scale: a finite number >= 0 (0: no guidance). NaN would make black images and a run.json
-    that is not JSON."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (0: no guidance), got {text!r}")
-    return value
-
-
 def run(args) -> int:
     import torch
 
     from ..pipelines.uni_folder import check_uni_out, read_image_list, write_uni_folder
 
-    if (args.steps is not None and args.steps < 1) or (args.num_samples is not None and args.num_samples < 1) \
-            or args.beam_size < 1:
-        raise DitkitError("--steps, --num-samples and --beam-size must be at least 1.")
+    check_counts(steps=args.steps, num_samples=args.num_samples, beam_size=args.beam_size)
+    resolve_device(args)
     check_uni_out(args.out)  # before any work: a folder that is not an earlier uni output is never replaced
     notes: list[str] = []
     images = read_image_list(args.image, notes) if args.image else None
@@ -83,7 +65,7 @@ def run(args) -> int:
     if images is not None:  # each centre-cropped and resized to the model's size, so sizes may differ
         images = torch.cat([model.prepare_images(image, notes) for image in images])
     n = args.num_samples or (4 if args.mode in ("joint", "i", "t") else None)
-    sampling = model.sampling_settings(args.sampler, args.steps, args.scale)
+    sampling = model.sampling_settings(args.sampler, args.steps, args.cfg_scale)
     with _progress(args, sampling) as callback:
         out = model.generate(args.mode, n=n, prompts=args.prompt, images=images, seed=args.seed,
                              beam_size=args.beam_size, callback=callback, **sampling)
@@ -91,7 +73,8 @@ def run(args) -> int:
     intermediate = _keep_intermediate(model, out, args.beam_size)
     settings = {"checkpoint": args.checkpoint, "uvit": args.uvit, "caption_decoder": args.caption_decoder,
                 "prompts": args.prompt, "images": args.image, "num_samples": n, **sampling,
-                "seed": args.seed, "beam_size": args.beam_size, **intermediate}
+                "seed": args.seed, "beam_size": args.beam_size, **intermediate,
+                "command": uni_command(args, n, sampling)}
     for note in out.notes:
         print(f"note: {note}")
     for caption in out.captions or []:
@@ -101,6 +84,26 @@ def run(args) -> int:
     return 0
 
 
+def uni_command(args, n: int | None, sampling: dict) -> str:
+    """A ``ditkit uni`` command that redraws this run: its inputs, and the sampling it resolved
+    (``SamplingConfig.command_args``), so it names the recorded defaults a bare command used."""
+    from ..pipelines.settings import SamplingConfig
+
+    parts = ["ditkit", "uni", args.mode]
+    for flag, values in (("--prompt", args.prompt), ("--image", args.image)):
+        for value in values or ():
+            parts += [flag, value]
+    if n is not None:
+        parts += ["--num-samples", str(n)]
+    for flag, value in (("--checkpoint", args.checkpoint), ("--uvit", args.uvit),
+                        ("--caption-decoder", args.caption_decoder)):
+        if value is not None:
+            parts += [flag, value]
+    parts += SamplingConfig.command_args(sampler=sampling["sampler"], steps=sampling["steps"],
+                                         cfg_scale=sampling["scale"], seed=args.seed)
+    return shlex.join([*parts, "--beam-size", str(args.beam_size), "--out", str(args.out)])
+
+
 @contextmanager
 def _progress(args, sampling: dict):
     """A callback per network evaluation of the sampler, shown as ``sample`` shows it (plain lines off a
@@ -108,7 +111,7 @@ def _progress(args, sampling: dict):
     from ..progress import progress_bar
 
     total = network_evaluations(args.mode, sampling["steps"], sampling["sampler"])
-    with progress_bar(total=total, desc=f"uni {args.mode}", unit="step", disable=args.no_progress) as bar:
+    with progress_bar(total=total, desc=f"uni {args.mode}", unit="step", disable=not args.progress) as bar:
         yield lambda **_: bar.update(1) if bar.n < total else None
 
 

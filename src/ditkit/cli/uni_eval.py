@@ -8,7 +8,9 @@ import os
 import sys
 
 from ..errors import DitkitError
-from .uni import guidance_scale
+from .sampling import COMMON, add_sampling_flags, check_counts, resolve_device
+
+KNOBS = (*COMMON[:4], "batch_size", "device", "progress")  # the UniDiffuser samples in fp32
 
 
 def add_parser(subparsers) -> None:
@@ -22,19 +24,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a ditkit UniDiffuser checkpoint folder")
     p.add_argument("--modes", default="t2i,i2t,joint", help="comma-separated, from t2i, i2t, joint (default all)")
     p.add_argument("-n", "--num-samples", type=int, default=500, help="samples per mode (default 500)")
-    p.add_argument("--sampler", help="as `ditkit uni --sampler` (default: the model's recorded one)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the model's recorded ones; official: 50)")
-    p.add_argument("--cfg-scale", "--scale", dest="scale", type=guidance_scale,
-                   help="guidance scale >= 0 (default: the model's recorded one; official: 7; 0: none)")
-    p.add_argument("--seed", type=int, default=0, help="same seed → same samples and scores")
-    p.add_argument("--batch-size", type=int, default=50, help="samples per generate call (default 50)")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
     p.add_argument("--data", metavar="shapes|mnist", help="score as a model of this data (default: the data the "
                    "checkpoint records it was trained on; shapes if it records none)")
     p.add_argument("--classifier", metavar="PATH", help="the data's classifier .safetensors (default: bundled)")
     p.add_argument("--out", metavar="JSON", help="also write the scores here (a file)")
-    p.add_argument("--no-progress", action="store_true", help="do not show progress")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
+    add_sampling_flags(p, KNOBS)
     p.set_defaults(func=run)
 
 
@@ -44,8 +39,9 @@ def run(args) -> int:
     from ..fileio import atomic_write_json, check_output_file
     from ..pipelines.unidiffuser import UniDiffuser
 
-    if min(args.num_samples, args.steps or 1, args.batch_size, args.beam_size) < 1:
-        raise DitkitError("--num-samples, --steps, --batch-size and --beam-size must be at least 1.")
+    check_counts(num_samples=args.num_samples, steps=args.steps, batch_size=args.batch_size,
+                 beam_size=args.beam_size)
+    resolve_device(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes:
         raise DitkitError("--modes names no mode; give one or more of t2i, i2t, joint, comma-separated.")
@@ -55,10 +51,10 @@ def run(args) -> int:
     data = args.data or checkpoint_data(read_unidiffuser_config(args.checkpoint))
     scoring = scoring_for(data)
     classifier = _classifier(scoring, args.classifier, args.device) if set(modes) - {"i2t"} else None
-    sampling = model.sampling_settings(args.sampler, args.steps, args.scale)
+    sampling = model.sampling_settings(args.sampler, args.steps, args.cfg_scale)
     scores = evaluate_unidiffuser(model, modes, args.num_samples, data=scoring.data, classifier=classifier,
                                   seed=args.seed, batch_size=args.batch_size, beam_size=args.beam_size,
-                                  progress=not args.no_progress, **sampling)
+                                  progress=args.progress, **sampling)
     given = {k: getattr(args, k) for k in ("modes", "num_samples", "seed", "batch_size", "beam_size", "classifier")}
     record = {"checkpoint": args.checkpoint, "data": scoring.data, "settings": {**sampling, **given},
               "scores": scores}

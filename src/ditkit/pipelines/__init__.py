@@ -3,7 +3,9 @@
 ``generate`` draws samples in memory (used by training's FID hook and by library users);
 ``sample_to_folder`` is ``ditkit sample``: a resumable, torchrun-aware PNG / npz writer.
 
-- ``settings``: ``SamplingSettings``: every sampling knob in one object
+- ``settings``: ``SamplingConfig``: the user-facing sampling knobs, declared once (the flags of ``sample``, ``uni``,
+  ``t2i-eval``, ``uni-eval``, the app's inputs, the recorded commands); ``SamplingSettings``: every knob of the
+  pipeline, resolved
 - ``generate``: ``generate(model, settings, codec=...)`` / ``generate_batches``: batches sized to the request,
   inference mode, the network in fp32 or under bf16 autocast per ``precision``
 - ``labels``: class names → labels, checked against the model
@@ -22,13 +24,13 @@
 from .folder import SampleSettings, sample_to_folder
 from .generate import SAMPLERS, GeneratedSamples, generate, generate_batches, sample_seed
 from .labels import classes_to_labels, resolve_labels
-from .settings import SamplingSettings
+from .settings import SamplingConfig, SamplingSettings
 from .images import make_grid, write_npz
 from .loading import DEFAULT_VAE, default_checkpoint, load_codec, load_for_sampling
 
 __all__ = [
-    "DEFAULT_VAE", "SAMPLERS", "GeneratedSamples", "SampleSettings", "SamplingSettings", "classes_to_labels",
-    "default_checkpoint", "resolve_labels",
+    "DEFAULT_VAE", "SAMPLERS", "GeneratedSamples", "SampleSettings", "SamplingConfig", "SamplingSettings",
+    "classes_to_labels", "default_checkpoint", "resolve_labels",
     "generate", "generate_batches", "load_codec", "load_for_sampling", "make_grid", "sample_seed",
     "sample_to_folder", "write_npz",
 ]

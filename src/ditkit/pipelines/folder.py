@@ -30,11 +30,12 @@ from ..errors import DitkitError
 from ..version import __version__
 from ..distributed import process_group
 from ..fileio import atomic_write, atomic_write_json, check_writable
+from ..precision import resolve_precision
 from .generate import effective_diffusion_config, generate_batches, plan_sampling
 from .images import make_grid, read_png, save_png, write_npz
 from .labels import classes_to_labels
 from .loading import load_codec, load_for_sampling
-from .settings import SamplingSettings
+from .settings import SamplingConfig, SamplingSettings
 from .text import captioned_grid, check_conditioning, is_text_model, load_text_codec
 
 # What a run writes at the top of its folder: an existing one of these without our run.json is the user's.
@@ -53,18 +54,20 @@ class SampleSettings:
     steps: int | None = None  # None: the recorded steps (for the recorded sampler), else the sampler's default
     cfg_scale: float | None = None  # None: the checkpoint's recorded guidance scale, else 1 (none)
     guided_channels: int | None = None
-    seed: int = 0
+    seed: int = SamplingConfig.default("seed")
     vae: str | None = None  # None: the checkpoint's codec; "none": keep raw latents
     num_heads: int | None = None  # official checkpoints do not store it; None: inferred
     eta: float | None = None  # DDIM's noise (None: the sampler's default, 0)
     prompts: tuple[str, ...] | None = None  # text models: sample i gets prompt i mod P
     negative_prompt: str | None = None  # text models: guide away from it instead of the null text
-    precision: str = "fp32"  # the network's arithmetic: fp32, bf16 or auto (SamplingSettings.precision)
+    precision: str = SamplingConfig.default("precision")  # fp32, bf16 or auto (resolved for the device)
 
-    def resolved_for(self, loaded) -> "SampleSettings":
+    def resolved_for(self, loaded, fallback: dict | None = None) -> "SampleSettings":
         """Sampler, steps and guidance filled in: the given ones, else what the checkpoint records it samples
-        best with (``LoadedModel.sampling``), else the registry's defaults for its process."""
-        recorded = loaded.sampling
+        best with (``LoadedModel.sampling``), else ``fallback`` (a caller's protocol, e.g. t2i-eval's), else the
+        registry's defaults for its process; ``auto`` precision resolved for the model's device (so the record
+        and the command name what was run)."""
+        recorded = {**(fallback or {}), **loaded.sampling}
         family = DiffusionConfig.from_dict(loaded.diffusion_config).process
         sampler = self.sampler or recorded.get("sampler") or DEFAULT_SAMPLERS[family]
         steps = self.steps
@@ -72,7 +75,8 @@ class SampleSettings:
             steps = recorded.get("steps") if sampler == recorded.get("sampler") else None
             steps = get_sampler(sampler).steps_for(family) if steps is None else int(steps)
         cfg = self.cfg_scale if self.cfg_scale is not None else float(recorded.get("cfg_scale", 1.0))
-        return replace(self, sampler=sampler, steps=steps, cfg_scale=cfg)
+        precision = resolve_precision(self.precision, next(loaded.model.parameters()).device)
+        return replace(self, sampler=sampler, steps=steps, cfg_scale=cfg, precision=precision)
 
     def sampling(self, labels: list[int] | None, batch_size: int) -> SamplingSettings:
         """The pipeline's settings, with ``classes`` resolved to label numbers."""
@@ -91,22 +95,17 @@ class SampleSettings:
             parts += ["--classes", ",".join(map(str, self.classes))]
         if self.num_samples is not None:
             parts += ["--num-samples", str(self.num_samples)]
-        parts += ["--sampler", self.sampler, "--steps", str(steps), "--cfg-scale", str(self.cfg_scale)]
-        if self.guided_channels is not None:
-            parts += ["--guided-channels", str(self.guided_channels)]
-        parts += ["--seed", str(self.seed), "--batch-size", str(batch_size)]
+        parts += SamplingConfig.command_args(sampler=self.sampler, steps=steps, cfg_scale=self.cfg_scale,
+                                             guided_channels=self.guided_channels, eta=self.eta, seed=self.seed,
+                                             batch_size=batch_size, precision=self.precision)
         if self.vae is not None:
             parts += ["--vae", self.vae]
         if self.num_heads is not None:
             parts += ["--num-heads", str(self.num_heads)]
-        if self.eta is not None:
-            parts += ["--eta", str(self.eta)]
         for prompt in self.prompts or ():
             parts += ["--prompt", prompt]
         if self.negative_prompt is not None:
             parts += ["--negative-prompt", self.negative_prompt]
-        if self.precision != "fp32":
-            parts += ["--precision", self.precision]
         parts += ["--out", str(out)] + (["--npz"] if npz else [])
         return shlex.join(parts)
 

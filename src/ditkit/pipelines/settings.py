@@ -1,4 +1,6 @@
-"""``SamplingSettings``: every knob of the sampling pipeline in one object (what to draw, and how)."""
+"""The sampling knobs: ``SamplingConfig`` (what a user gives, declared once: the flags of ``sample``, ``uni``,
+``t2i-eval`` and ``uni-eval``, the app's inputs and the recorded commands) and ``SamplingSettings`` (every knob
+of the pipeline, resolved: what :func:`~ditkit.pipelines.generate` draws with)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,84 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
-from ..diffusion import DEFAULT_SAMPLER, DEFAULT_SAMPLERS, get_sampler
+from ..diffusion import DEFAULT_SAMPLER, DEFAULT_SAMPLERS, SAMPLERS, get_sampler
+from ..diffusion.unidiffuser import OFFICIAL_SAMPLER
 from ..errors import DitkitError
+from ..knobs import flag_name, knob
+from ..precision import SAMPLING_PRECISIONS as PRECISIONS
 
-PRECISIONS = ("fp32", "bf16", "auto")
+SAMPLER_NAMES = tuple(dict.fromkeys((*SAMPLERS, OFFICIAL_SAMPLER)))  # the registry's, the official UniDiffuser's
+
+
+def _sampler_help() -> str:
+    about = "; ".join(f"{name} ({spec.about})" for name, spec in SAMPLERS.items())
+    steps = ", ".join(f"{name} {spec.default_steps}" + (f" (flow {spec.flow_steps})" if spec.flow_steps else "")
+                      for name, spec in SAMPLERS.items())
+    official = "" if OFFICIAL_SAMPLER in SAMPLERS else f"; {OFFICIAL_SAMPLER}: the official UniDiffuser's solver"
+    return (f"{about}{official}. Default: the one the "
+            f"checkpoint records it samples best with, else {DEFAULT_SAMPLERS['ddpm']} for DDPM DiTs, "
+            f"{DEFAULT_SAMPLERS['flow']} for flow models, {OFFICIAL_SAMPLER} for the official UniDiffuser "
+            f"(a sampler's default steps: {steps})")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """The user-facing sampling knobs, declared once with :func:`ditkit.knobs.knob`.
+
+    Every sampling command takes its flags from these fields (``cli/sampling.py``; a command takes the ones
+    that apply to its models), the app's Generate tab its inputs' labels, and ``ditkit sample``'s and ``ditkit
+    uni``'s recorded commands their flags (:meth:`command_args`). A ``None`` default means "what the checkpoint
+    records it samples best with, else its process's default" (``SampleSettings.resolved_for``,
+    ``UniDiffuser.sampling_settings``). Metadata beyond ``knob``'s: ``label`` (the app's), ``record`` (False: not
+    in a recorded command: it does not change what is drawn, or the machine decides it).
+    """
+
+    sampler: str | None = knob(None, _sampler_help(), choices=SAMPLER_NAMES, label="Sampler")
+    steps: int | None = knob(None, "sampling steps (default: the checkpoint's recorded steps when it uses the "
+                             "recorded sampler, else the sampler's default)", label="Steps")
+    cfg_scale: float | None = knob(None, "classifier-free guidance scale, in each model's own convention: a DiT's "
+                                   "1 = none (the paper: 1.5 for FID, 4 for visuals), a UniDiffuser's 0 = none "
+                                   "(the official model: 7); default: the checkpoint's recorded scale, else its "
+                                   "process's default (a DiT: none)",
+                                   aliases=("--scale",), metavar="SCALE", label="Guidance scale")
+    guided_channels: int | None = knob(None, "DiTs: guide only the first K channels (3 reproduces the official "
+                                       "code; default: all, the standard form)", metavar="K")
+    eta: float | None = knob(None, "DDIM's noise: 0 deterministic (default), 1 ancestral (ddim only)")
+    seed: int = knob(0, "same seed and inputs → same samples (per sample index)", label="Seed")
+    batch_size: int = knob(50, "most samples per forward pass (per process); a smaller request runs at its own "
+                           "size. 50: uni-eval's scores depend on its batches (one seed each), and its measured "
+                           "ones used 50")
+    precision: str = knob("auto", "the network's arithmetic: auto (bf16 where the CPU or GPU does it natively, "
+                          "about twice as fast; else fp32), fp32 (the official code's, bit for bit) or bf16 autocast"
+                          "; a run records the one auto chose", choices=PRECISIONS, label="Precision")
+    device: str | None = knob(None, "cpu, cuda, cuda:1 … (default: cuda when available, else cpu, so a bare "
+                              "command uses the GPU where there is one; samples differ slightly between devices)",
+                              record=False)
+    progress: bool = knob(True, "do not show progress", flag="--no-progress", record=False)
+
+    @classmethod
+    def knobs(cls, names=None) -> list:
+        """The fields, in declaration order (``names``: only these)."""
+        found = [f for f in fields(cls) if names is None or f.name in names]
+        unknown = set(names or ()) - {f.name for f in found}
+        if unknown:
+            raise ValueError(f"not a sampling knob: {sorted(unknown)}")
+        return found
+
+    @classmethod
+    def default(cls, name: str):
+        return next(f.default for f in fields(cls) if f.name == name)
+
+    @classmethod
+    def command_args(cls, **values) -> list[str]:
+        """The flags that set ``values`` (knob name → value; None: left out), in declaration order, for a
+        recorded command. ``progress`` and ``device`` are never recorded."""
+        parts = []
+        for f in cls.knobs():
+            value = values.get(f.name)
+            if f.name in values and value is not None and f.metadata.get("record", True):
+                parts += [flag_name(f), str(value)]
+        return parts
 
 
 @dataclass(frozen=True)
@@ -38,7 +114,7 @@ class SamplingSettings:
     options: Mapping = field(default_factory=dict)
     prompts: tuple[str, ...] | None = None  # text models: sample i gets prompt i mod P ("" = the null text)
     negative_prompt: str | None = None  # text models: guide away from this instead of the null text
-    precision: str = "fp32"
+    precision: str = "fp32"  # the library's: exact; the commands' default is SamplingConfig's (auto)
 
     @classmethod
     def build(cls, settings: "SamplingSettings | None" = None, **changes) -> "SamplingSettings":

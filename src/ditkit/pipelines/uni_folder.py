@@ -113,7 +113,8 @@ def write_uni_folder(out: UniOutput, folder, settings: dict) -> list[Path]:
             (tmp / "captions.txt").write_text("".join(f"{c}\n" for c in out.captions), encoding="utf-8")
             names.append("captions.txt")
         run = {"format": FORMAT, "mode": out.mode, **settings, "captions": out.captions, "notes": out.notes,
-               "command": " ".join(shlex.quote(a) for a in ["ditkit", *sys.argv[1:]]), "ditkit_version": __version__}
+               "command": settings.get("command") or shlex.join(["ditkit", *sys.argv[1:]]),
+               "ditkit_version": __version__}
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         names.append("run.json")
     return [folder / name for name in names]

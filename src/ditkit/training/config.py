@@ -8,26 +8,18 @@ Metadata keys: ``help``; optional ``group`` (help section), ``flag`` (another fl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ..diffusion import DiffusionConfig
 from ..diffusion.flow import PREDICTIONS, TIME_SAMPLINGS, check_flow_settings
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, PROCESSES
 from ..errors import DitkitError
+from ..knobs import knob
+from ..precision import PRECISIONS
 from .recipes import RECIPES, recipe_values
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ADAMW_MOMENTS = ("fp32", "bf16")
-
-
-def knob(default, help: str, **meta):
-    """A TrainConfig field with its command-line help (and optional flag settings) in the metadata."""
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata=dict(meta, help=help))
-    if is_dataclass(default):
-        return field(default_factory=lambda: replace(default), metadata=dict(meta, help=help))
-    return field(default=default, metadata=dict(meta, help=help))
 
 
 @dataclass
