@@ -151,7 +151,7 @@ def evaluate_t2i(model, count: int = 500, *, scoring: UniScoring = SCORINGS["sha
     _check_count(count)
     prompts, targets, _image = scoring.test_items(count, model.image_size, split)
     images = [model.generate("t2i", prompts=prompts[a:b], steps=steps, scale=scale, seed=seed + k,
-                             sampler=sampler).images
+                             sampler=sampler, long_prompts="truncate").images
               for k, (a, b) in enumerate(_batches(count, batch_size, bar))]
     seen = scoring.read_images(_classifier(scoring, classifier, model), torch.cat(images))
     return scoring.score_images(seen, targets)

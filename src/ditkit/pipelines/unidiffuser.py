@@ -325,15 +325,16 @@ class UniDiffuser(nn.Module):
     @torch.no_grad()
     def generate(self, mode: str, *, n: int | None = None, prompts=None, images=None, steps: int | None = None,
                  scale: float | None = None, seed: int = 0, draw=None, beam_size: int = 5, callback=None,
-                 sampler: str | None = None) -> UniOutput:
+                 sampler: str | None = None, long_prompts: str = "error") -> UniOutput:
         """Run one mode. t2i/t2i2t take ``prompts``, i2t/i2t2i ``images`` ((N,C,H,W) in [-1,1]), each repeated
         ``n`` times (default once); joint, i and t draw ``n`` samples. ``sampler``/``steps``/``scale`` left out
-        are the checkpoint's recorded ones (``sampling_settings``)."""
+        are the checkpoint's recorded ones (``sampling_settings``). A prompt longer than the text encoder reads
+        is an error, or with ``long_prompts="truncate"`` cut as training cut the data's captions (evaluation)."""
         if mode not in MODES:
             raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(MODES)}.")
         settings = self.sampling_settings(sampler, steps, scale)
         out = UniOutput(mode)
-        cond, n = self._conditions(mode, n, prompts, images, seed, out.notes)
+        cond, n = self._conditions(mode, n, prompts, images, seed, out.notes, long_prompts)
         generator = torch.Generator().manual_seed(int(seed))
         latents = unidiffuser_sample(self.uvit, mode, n, cond=cond, steps=settings["steps"], scale=settings["scale"],
                                      draw=draw or make_draw(generator=generator), device=self.device,
@@ -348,7 +349,7 @@ class UniDiffuser(nn.Module):
             out.captions = self.decode_text(latents["text"], beam_size)
         return out
 
-    def _conditions(self, mode, n, prompts, images, seed, notes) -> tuple[dict, int]:
+    def _conditions(self, mode, n, prompts, images, seed, notes, long_prompts="error") -> tuple[dict, int]:
         needs = MODE_INPUTS[mode]
         given = {"prompts": prompts is not None, "images": images is not None}
         if needs and not given[needs]:
@@ -365,7 +366,8 @@ class UniDiffuser(nn.Module):
             prompts = [p for p in prompts for _ in range(int(n or 1))]  # each prompt n times, in order
             if not prompts:
                 raise DitkitError(f"mode {mode} needs at least one prompt.")
-            self.check_prompt_lengths(prompts)
+            if long_prompts != "truncate":
+                self.check_prompt_lengths(prompts)
             return {"text": self.diffusion_text(self.encode_prompts(prompts))}, len(prompts)
         images = self.prepare_images(torch.as_tensor(images), notes)
         images = images.repeat_interleave(int(n or 1), dim=0)  # each image n times, in order

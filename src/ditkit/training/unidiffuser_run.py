@@ -420,7 +420,7 @@ class UniGridHook(SampleGridHook):
         c, prompts = self.config, self.run.prompts(self.config.sample_count)
         model = self.run._assemble(state.ema.uvit, state.ema.caption_decoder)
         out = fork_rng_around(model.generate, "t2i", prompts=prompts, steps=c.sample_steps, scale=c.sample_cfg,
-                              seed=c.seed)
+                              seed=c.seed, long_prompts="truncate")  # the data's captions, cut as training cuts them
         path = os.path.join(self.run_dir, "samples", f"step-{state.step:07d}.png")
         save_png(captioned_grid(to_uint8(out.images), prompts), path)
 
