@@ -1,6 +1,5 @@
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # golden data, vendored: see fixtures/README.md
 
 # tests/ is a package (tests/<area>/ mirrors src/ditkit/<area>/), so this module is ``tests.conftest``: import
-# helpers as ``from tests.conftest import fixture_path``. The older spelling ``from conftest import ...`` keeps
-# working for files not yet moved into an area folder.
-sys.modules.setdefault("conftest", sys.modules[__name__])
+# helpers as ``from tests.conftest import fixture_path``.
 
 # CI has 2 dedicated cores; an explicit OMP_NUM_THREADS (e.g. on a shared machine) wins.
 if "OMP_NUM_THREADS" not in os.environ:

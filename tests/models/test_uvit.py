@@ -10,7 +10,7 @@ from ditkit.errors import DitkitError
 from ditkit.models.uvit import (UVIT_V1, UViT, UViTConfig, infer_uvit_config, load_uvit_state_dict, uvit_flops,
                                 uvit_param_count)
 
-from conftest import fixture_path
+from tests.conftest import fixture_path
 
 FIXTURES = fixture_path("reference-unidiffuser")
 

@@ -13,7 +13,7 @@ from ditkit.diffusion.vp_schedule import DiscreteVPSchedule, stable_diffusion_be
 from ditkit.errors import DitkitError
 from ditkit.models.uvit import UViT, UViTConfig, load_uvit_state_dict
 
-from conftest import fixture_path
+from tests.conftest import fixture_path
 
 FIXTURES = fixture_path("reference-unidiffuser")
 

@@ -164,7 +164,7 @@ def test_the_modes_figure_script_draws_every_mode(checkpoint, tmp_path, monkeypa
     from pathlib import Path
 
     out = tmp_path / "modes.png"
-    script = Path(__file__).resolve().parents[1] / "examples" / "uni_modes_figure.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "uni_modes_figure.py"
     monkeypatch.setattr(sys, "argv", ["uni_modes_figure.py", "--checkpoint", checkpoint, "--out", str(out), "-n", "2",
                                       "--steps", "2"])
     runpy.run_path(str(script), run_name="__main__")

@@ -11,7 +11,7 @@ from ditkit.errors import DitkitError
 from ditkit.models.caption_decoder import WordPrefixDecoder, build_vocab
 from ditkit.pipelines.unidiffuser import UniDiffuser
 
-from conftest import fixture_path
+from tests.conftest import fixture_path
 
 FIXTURES = fixture_path("reference-unidiffuser")
 CAPTIONS = ["a large red circle in the top left", "a small blue star left of a large green square",

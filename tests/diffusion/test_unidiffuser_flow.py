@@ -1,7 +1,7 @@
 """UniDiffuser on the flow-matching process: the objective, the modes sampled by the registry's flow samplers,
 the process and sampling recorded in the checkpoint, training through ``ditkit train`` with exact resume, and
 bad settings refused before anything is written. The official process keeps its own golden tests
-(test_unidiffuser_sampling.py, test_unidiffuser_training.py)."""
+(test_unidiffuser_sampling.py here, training/test_unidiffuser_training.py)."""
 
 import json
 import os
