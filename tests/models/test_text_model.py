@@ -11,7 +11,7 @@ from ditkit.cli.train import _BLOCKS
 from ditkit.codecs.text import TextEncoding
 from ditkit.errors import DitkitError
 from ditkit.models import DiTConfig, create_model
-from ditkit.models.dit import BLOCKS, TEXT_BLOCKS, DiT
+from ditkit.models.dit import BLOCKS, TEXT_BLOCKS, DiT, model_class
 from ditkit.models.flops import count_flops
 from ditkit.models.joint_text_dit import JointTextBlock, JointTextDiT
 from ditkit.models.text_dit import TextDiT
@@ -47,7 +47,9 @@ def _text(n=2, real=(4, 2), seed=1):
 def test_builds_by_name_keeps_its_class_and_starts_as_the_identity(block):
     config, cls = dict(TINY, block=block), CLASSES[block]
     model = create_model(config)
-    assert type(model) is cls and type(DiT(DiTConfig(**config))) is cls
+    assert type(model) is cls and model_class(block) is cls  # the registry names the class
+    with pytest.raises(DitkitError, match="create_model"):  # a plain DiT does not build a text block
+        DiT(DiTConfig(**config))
     assert type(copy.deepcopy(model)) is cls  # EMA copies stay text models of their kind
     assert DiTConfig.from_dict(model.config.to_dict()) == model.config
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([3, 700])

@@ -73,7 +73,7 @@ def _model_inputs(gr, settings: AppSettings) -> dict:
     c = {}
     with gr.Row():
         c["model"] = gr.Dropdown(choices, value=choices[0] if choices else None, label="Model",
-                                 info="a bundled model or a recent run's checkpoint", scale=2)
+                                 info="a bundled model or a recent run's checkpoint", scale=2, elem_id="model-choice")
         c["path"] = gr.Textbox(label="…or a checkpoint path", placeholder="runs/train/checkpoints/step-0001000 "
                                "or DiT-XL-2-256x256.pt", elem_id="checkpoint-path", scale=3)
     c["about"] = gr.Markdown(elem_id="model-about")
@@ -86,7 +86,7 @@ def _model_inputs(gr, settings: AppSettings) -> dict:
         # a file, not gr.Image: gr.Image converts uploads itself (16-bit grey clipped to white; a non-image gets
         # Gradio's "Could not preprocess"); ditkit's reader scales deep images and names what it cannot read
         c["image"] = gr.File(label="Input image (image modes)", type="filepath", file_types=["image"], visible=False,
-                             height=160)
+                             height=160, elem_id="input-image")
     return c
 
 
@@ -219,7 +219,7 @@ def _monitor_tab(gr, app, settings: AppSettings) -> None:
 # -- Model explorer ---------------------------------------------------------------------------------------
 
 def _explorer_tab(gr) -> None:
-    from ..models.dit import BLOCKS
+    from ..models.registry import BLOCKS
 
     gr.Markdown("Gflops are forward multiply-accumulates per image, counted by running the model on the meta "
                 "device, as the DiT paper counts them.")

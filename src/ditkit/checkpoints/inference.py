@@ -11,7 +11,7 @@ import math
 import torch
 
 from ..errors import DitkitError
-from ..models.dit import BLOCKS, MODEL_SIZES, DiT, DiTConfig, preset_config, resolve_config
+from ..models.dit import BLOCKS, MODEL_SIZES, DiT, DiTConfig, create_model, preset_config, resolve_config
 from .official import train_args as _train_args
 
 def describe(config: DiTConfig) -> str:
@@ -96,7 +96,7 @@ def infer_config(state_dict: dict, *, train_args=None, notes: list[str] | None =
 
 def _expected_shapes(config: DiTConfig) -> dict[str, tuple]:
     with torch.device("meta"):
-        model = DiT(config)
+        model = create_model(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -148,7 +148,7 @@ def build_model(config: DiTConfig, state_dict: dict, source, map_location) -> Di
     # Build without initialising (meta device), then adopt the loaded tensors: loading XL/2 skips 675M
     # random initialisations. Weights are used in float32 whatever precision they were stored in.
     with torch.device("meta"):
-        model = DiT(config)
+        model = create_model(config)
     state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True, assign=True)
     return model.to(map_location).eval()

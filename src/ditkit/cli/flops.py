@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..models.dit import BLOCKS, MODEL_PRESETS, TEXT_BLOCKS
+from ..models.registry import ALL_BLOCKS, MODEL_PRESETS, TEXT_BLOCKS
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default="DiT-XL/2",
                    help=f"model name, one of {', '.join(MODEL_PRESETS)} (default: DiT-XL/2)")
     p.add_argument("--image-size", type=int, default=256, help="image side in pixels (default: 256)")
-    p.add_argument("--block", choices=(*BLOCKS, *TEXT_BLOCKS), default="adaln-zero",
+    p.add_argument("--block", choices=ALL_BLOCKS, default="adaln-zero",
                    help="conditioning block design (default: adaln-zero; cross-text and joint-text are text models)")
     p.add_argument("--text-dim", type=int, default=768,
                    help="text blocks: the text encoder's state width (default: 768, CLIP ViT-L/14; MiniLM: 384)")

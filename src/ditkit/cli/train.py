@@ -7,6 +7,8 @@ import argparse
 import sys
 from dataclasses import fields
 
+from ..models.registry import ALL_BLOCKS, MLPS, NORMS
+
 
 def _on_off(text: str) -> bool:
     value = text.strip().lower()
@@ -33,10 +35,8 @@ _OVERRIDES = {  # small-model flags → DiTConfig fields, so a tiny DiT needs no
     "long_skips": (_on_off, "U-ViT long skips from the first half of the blocks to the mirrored second half "
                             "(on/off; default off)"),
 }
-# models.dit.BLOCKS and TEXT_BLOCKS, MLPS, NORMS, spelled out so that --help need not import torch (a test holds
-# them equal)
-_BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context", "cross-text", "joint-text")
-_CHOICES = {"block": _BLOCKS, "mlp": ("gelu", "swiglu"), "norm": ("layernorm", "rmsnorm")}
+_BLOCKS = ALL_BLOCKS  # every block design, from the torch-free registry
+_CHOICES = {"block": ALL_BLOCKS, "mlp": MLPS, "norm": NORMS}
 _TYPES = {"int": int, "float": float, "str": str}
 _REQUIRED = {"data"}  # the library defaults to mnist; on the command line the data is always named
 # A flag's parsed default: "not given", so that --recipe can fill it and an explicit flag overrides the recipe.

@@ -4,7 +4,9 @@
   ``LabelEmbedder``, ``PatchEmbed``
 - ``dit``: ``DiTConfig`` (dataclass), ``DiT`` (``compile_blocks()``: per-block torch.compile, what ``--compile``
   uses), the four block designs, ``attention`` (SDPA; plain ops for bf16 on CPU), ``MODEL_PRESETS``,
-  ``create_model``; ``TEXT_BLOCKS`` registers the text blocks by name and ``DiT(config)`` builds them
+  ``create_model`` (the class by the registry: ``model_class(block)``)
+- ``registry``: torch-free: every block name → the class that builds it (``MODEL_CLASSES``: ``BLOCKS``, the
+  paper's four, and ``TEXT_BLOCKS``), ``MLPS``, ``NORMS``, ``MODEL_SIZES``, ``MODEL_PRESETS``
 - ``text_dit``: block ``"cross-text"`` (PixArt-α): ``CrossTextBlock`` (adaLN-Zero self-attn → masked cross-attn to
   the projected text → adaLN-Zero MLP), ``TextDiT`` (caption projection, learned null text for caption dropout /
   CFG; with ``text_pooled`` the pooled text joins emb(t)); ``model(x, t, TextEncoding)``
@@ -27,6 +29,8 @@ starts exactly as without skips; an odd depth's middle block has none). Blocks t
 qk_norm); RoPE tables reach them at forward time.
 """
 
-from .dit import BLOCKS, DiT, DiTConfig, MODEL_PRESETS, create_model, preset_config, resolve_config
+from .dit import DiT, DiTConfig, create_model, model_class, preset_config, resolve_config
+from .registry import ALL_BLOCKS, BLOCKS, MODEL_PRESETS, TEXT_BLOCKS
 
-__all__ = ["BLOCKS", "DiT", "DiTConfig", "MODEL_PRESETS", "create_model", "preset_config", "resolve_config"]
+__all__ = ["ALL_BLOCKS", "BLOCKS", "DiT", "DiTConfig", "MODEL_PRESETS", "TEXT_BLOCKS", "create_model", "model_class",
+           "preset_config", "resolve_config"]

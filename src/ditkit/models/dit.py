@@ -26,12 +26,8 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import DitkitError
 from .embeddings import (LabelEmbedder, PatchEmbed, TimestepEmbedder, apply_rotary, rotary_2d_tables,
                          sincos_2d_position_embedding)
+from .registry import BLOCKS, MLPS, MODEL_CLASSES, MODEL_PRESETS, MODEL_SIZES, NORMS, TEXT_BLOCKS
 
-BLOCKS = ("adaln-zero", "adaln", "cross-attention", "in-context")  # the paper's four (label models)
-# Text models: block name -> "module:class" (imported when built; they subclass DiT).
-TEXT_BLOCKS = {"cross-text": "text_dit:TextDiT", "joint-text": "joint_text_dit:JointTextDiT"}
-MLPS = ("gelu", "swiglu")
-NORMS = ("layernorm", "rmsnorm")
 ARCHITECTURE_OPTIONS = ("mlp", "norm", "qk_norm", "rope", "long_skips")  # DiTConfig fields; defaults = the paper
 
 # --------------------------------------------------------------------------------------------
@@ -84,8 +80,8 @@ class DiTConfig:
             problems.append(f"text_pooled needs a text model (block {text_blocks})")
         if self.text_dim > 0 and self.num_classes:
             problems.append("a text model has no class labels: num_classes must be 0")
-        if self.block not in (*BLOCKS, *TEXT_BLOCKS):
-            problems.append(f"block must be one of {', '.join((*BLOCKS, *TEXT_BLOCKS))}, got {self.block!r}")
+        if self.block not in MODEL_CLASSES:
+            problems.append(f"block must be one of {', '.join(MODEL_CLASSES)}, got {self.block!r}")
         problems += patch_and_head_problems(self.input_size, self.patch_size, self.hidden_size, self.num_heads)
         if self.hidden_size % 4:
             problems.append(f"hidden size {self.hidden_size} must be divisible by 4 (2-D sin-cos positions)")
@@ -140,15 +136,7 @@ class DiTConfig:
         return cls(**data)
 
 
-# Sizes from the paper (Table 1); the patch size comes from the name's suffix.
-MODEL_SIZES = {
-    "S": dict(depth=12, hidden_size=384, num_heads=6),
-    "B": dict(depth=12, hidden_size=768, num_heads=12),
-    "L": dict(depth=24, hidden_size=1024, num_heads=16),
-    "XL": dict(depth=28, hidden_size=1152, num_heads=16),
-}
-MODEL_PRESETS = {f"DiT-{s}/{p}": dict(MODEL_SIZES[s], patch_size=p) for s in MODEL_SIZES for p in (2, 4, 8)}
-
+# The paper's sizes (MODEL_SIZES, MODEL_PRESETS) live in the registry; the patch size comes from the name's suffix.
 _NAME = re.compile(r"^DiT-(S|B|L|XL)[/-](\d+)$", re.IGNORECASE)
 
 
@@ -447,15 +435,10 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     """Diffusion transformer: (x_t, t, y) -> (N, out_channels, H, W) = [eps | variance interpolation v]."""
 
-    def __new__(cls, config: DiTConfig | None = None, *args, **kwargs):
-        # DiT(config) builds text models too, so every loader (checkpoints, flops) handles them unchanged.
-        # (config is None when copy.deepcopy / pickle rebuild an instance: keep the class as it is.)
-        if cls is DiT and getattr(config, "block", None) in TEXT_BLOCKS:
-            module, name = TEXT_BLOCKS[config.block].split(":")
-            cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
-        return super().__new__(cls)
-
     def __init__(self, config: DiTConfig):
+        if not isinstance(self, model_class(config.block)):  # e.g. DiT(config) for a text block
+            raise DitkitError(f"a {config.block!r} model is a {model_class(config.block).__name__}, not a "
+                              f"{type(self).__name__}: build it with create_model(config)")
         super().__init__()
         self.config = config
         d = config.hidden_size
@@ -616,6 +599,16 @@ def resolve_config(name_or_config: str | DiTConfig | dict, **overrides) -> DiTCo
     return DiTConfig.from_dict(base)
 
 
+def model_class(block: str) -> type:
+    """The class that builds a ``block`` model (``registry.MODEL_CLASSES``), imported on first use."""
+    if block not in MODEL_CLASSES:
+        raise DitkitError(f"block must be one of {', '.join(MODEL_CLASSES)}, got {block!r}")
+    module, name = MODEL_CLASSES[block].split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
 def create_model(name_or_config: str | DiTConfig | dict = "DiT-XL/2", **overrides) -> DiT:
-    """Build a DiT: ``create_model("DiT-S/2", input_size=32, num_classes=10, block="adaln")``."""
-    return DiT(resolve_config(name_or_config, **overrides))
+    """Build a DiT (a text DiT for a text block): ``create_model("DiT-S/2", input_size=32, num_classes=10,
+    block="adaln")``; the class comes from the registry (``model_class``)."""
+    config = resolve_config(name_or_config, **overrides)
+    return model_class(config.block)(config)

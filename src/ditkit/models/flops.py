@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import DitkitError
-from .dit import DiT, DiTConfig, resolve_config
+from .dit import DiT, DiTConfig, create_model, resolve_config
 
 __all__ = ["count_flops", "count_params", "model_complexity"]
 
@@ -33,7 +33,7 @@ def _config_of(model_or_config, **overrides) -> DiTConfig:
 
 def _meta_model(config: DiTConfig) -> DiT:
     with torch.device("meta"):
-        return DiT(config).eval()
+        return create_model(config).eval()
 
 
 def count_flops(model_or_config, **overrides) -> float:

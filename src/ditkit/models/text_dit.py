@@ -12,7 +12,7 @@ MLP(pooled)``, so every block's adaLN-Zero modulation sees the whole prompt (Ima
 to the timestep embedding the same way; DiT's own ablation found adaLN-Zero the fastest-learning way to
 condition). The null text has its own learned pooled vector.
 
-``DiT(config)`` with ``block="cross-text"`` builds a ``TextDiT`` (``"joint-text"``: ``joint_text_dit.py``);
+``create_model(config)`` with ``block="cross-text"`` builds a ``TextDiT`` (``models.registry``) (``"joint-text"``: ``joint_text_dit.py``);
 ``model(x, t, y)`` takes ``y`` as a ``TextEncoding`` (states (N, L, text_dim), mask (N, L), pooled) from
 ``ditkit.codecs.text``.
 """

@@ -21,7 +21,7 @@ from ..codecs.text import make_text_codec
 from ..codecs.text_cache import TextCache
 from ..data.captions import load_captioned_dataset
 from ..errors import DitkitError
-from ..models.dit import TEXT_BLOCKS
+from ..models.registry import TEXT_BLOCKS
 from .build import Data, model_config_for
 from .class_dit import ClassDiTRun
 from .hooks import SampleGridHook
