@@ -37,12 +37,12 @@ from ditkit.version import __version__
 
 EVAL_COMMANDS = [
     "ditkit sample --checkpoint {model} --num-samples 1000 --cfg-scale {cfg_scale} --sampler {sampler} --steps {steps} "
-    "--seed 1 --npz --out {samples}",
+    "--seed 1 --precision fp32 --npz --out {samples}",  # fp32: the recorded scores replay on any CPU
     "ditkit eval --samples {samples}/samples.npz --reference {data}:test --out {samples}/metrics.json",
 ]
 TEXT_EVAL_COMMANDS = [
     "ditkit t2i-eval --checkpoint {model} --num-seen 1000 --num-held-out 500 --cfg-scale 4 --sampler dpm++ "
-    "--steps 20 --seed 0 --out {samples}/metrics.json",
+    "--steps 20 --seed 0 --precision fp32 --out {samples}/metrics.json",
 ]
 TEXT_EXTRACTORS = {"shapes": "attribute-classifier:shapes", "mnist": "classifier:mnist"}  # what reads t2i images
 UNI_EVAL_COMMANDS = [
