@@ -94,24 +94,24 @@ def generate(request: GenerateRequest, cache, *, out_root: str | Path, max_image
     return _generate_dit(request, spec, model, seed, folder, lock=cache.lock, device=cache.device, report=report)
 
 
-def _text_inputs(model, request: GenerateRequest) -> tuple[dict, dict]:
-    """A text model's prompt (empty = the null text) and negative prompt: (sampling changes, its codec)."""
+def _text_inputs(model, request: GenerateRequest) -> dict:
+    """A text model's prompt (empty = the null text) and negative prompt, as sampling changes."""
     if model.conditioning.kind != "text":
-        return {}, {}
+        return {}
     negative = (request.negative_prompt or "").strip() or None
-    return {"prompts": ((request.prompt or "").strip(),), "negative_prompt": negative}, {"text_codec": model.text_codec}
+    return {"prompts": ((request.prompt or "").strip(),), "negative_prompt": negative}
 
 
 def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder: Path, *, lock, device,
                   report) -> GenerateResult:
     from ..checkpoints import bundled_models
-    from ..pipelines import SampleSettings, generate as sample
+    from ..pipelines import SampleSettings
 
     conditioning, loaded = model.conditioning, model.loaded
     if model.codec is None:
         raise DitkitError("this model's codec is not available, so its samples cannot be shown as images")
     labels = _labels(conditioning, request)
-    text, text_codec = _text_inputs(model, request)
+    text = _text_inputs(model, request)
     n, steps = int(request.num_images), int(request.steps)
     scale = float(request.cfg_scale) if conditioning.guidance else 1.0
     # A bundled name stays a name in the command (it works on any install); a path is made absolute.
@@ -121,10 +121,9 @@ def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder:
     # the whole request is one batch (the command below says --batch-size n): one report per sampler step
     counter = CallCounter(steps, report)
     with lock:
-        out = sample(model.model, labels=settings.classes, num_samples=n, codec=model.codec, sampler=settings.sampler,
-                     steps=steps, cfg_scale=scale, seed=seed, batch_size=n, progress=False, callback=counter,
-                     precision=settings.precision,
-                     diffusion_config=loaded.diffusion_config, device=device, **text, **text_codec)
+        out = loaded.generate(labels=settings.classes, num_samples=n, sampler=settings.sampler, steps=steps,
+                              cfg_scale=scale, seed=seed, batch_size=n, progress=False, callback=counter,
+                              precision=settings.precision, device=device, **text)  # its DiTPipeline
     captions = ([f"{text['prompts'][0] or '(no prompt)'} · #{i}" for i in range(len(out))] if text
                 else _captions(conditioning, out.labels, seed, len(out)))
     pngs, downloads = write_downloads(folder, out.images, out.labels)

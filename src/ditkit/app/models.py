@@ -68,7 +68,7 @@ class AppModel:
     checkpoint: str
     conditioning: Conditioning
     codec: object = None
-    loaded: object = None  # pipelines.LoadedModel for DiTs (diffusion settings, class names)
+    loaded: object = None  # DiTs: their pipelines.DiTPipeline (diffusion settings, class names, recorded sampling)
     text_codec: object = None  # text DiTs: their frozen text encoder
     name: str | None = None  # a bundled model's name
 
@@ -108,7 +108,7 @@ def describe(loaded) -> Conditioning:
 
 
 def resolve_spec(spec: str | None) -> str:
-    """A dropdown value or typed path → what ``load_for_sampling`` takes; a missing path is an error here."""
+    """A dropdown value or typed path → what ``load_pipeline`` takes; a missing path is an error here."""
     from ..checkpoints import bundled_models
 
     spec = (spec or "").strip()
@@ -152,22 +152,15 @@ class ModelCache:
 
 
 def _load(spec: str, device) -> AppModel:
-    from ..checkpoints.unidiffuser import is_unidiffuser_folder
-    from ..pipelines import load_codec, load_for_sampling
+    from ..pipelines import DiTPipeline, load_pipeline
 
-    if is_unidiffuser_folder(spec):  # a folder, or a bundled model's name
+    pipe = load_pipeline(spec, device=device)  # a DiTPipeline, or a UniDiffuser (a folder or a bundled name)
+    if not isinstance(pipe, DiTPipeline):
         from ..checkpoints.bundled import locate
         from ..diffusion.unidiffuser import MODES
-        from ..pipelines.unidiffuser import MODE_INPUTS, UniDiffuser
+        from ..pipelines.unidiffuser import MODE_INPUTS
 
-        model = UniDiffuser.load(spec, device=device)
         modes = Conditioning("multimodal", modes=list(MODES), mode_inputs=dict(MODE_INPUTS))
-        return AppModel(model=model, checkpoint=str(locate(spec).resolve()), conditioning=modes)
-    loaded = load_for_sampling(spec, device=device)
-    conditioning, text_codec = describe(loaded), None
-    if conditioning.kind == "text":
-        from ..pipelines.text import load_text_codec
-
-        text_codec = load_text_codec(loaded.text_encoder_config, loaded.model, device=device)
-    return AppModel(model=loaded.model, checkpoint=loaded.checkpoint, conditioning=conditioning,
-                    codec=load_codec(loaded, None, device=device), loaded=loaded, text_codec=text_codec)
+        return AppModel(model=pipe, checkpoint=str(locate(spec).resolve()), conditioning=modes)
+    return AppModel(model=pipe.model, checkpoint=pipe.checkpoint, conditioning=describe(pipe), codec=pipe.codec,
+                    loaded=pipe, text_codec=pipe.text_codec)

@@ -54,19 +54,19 @@ def evaluate_checkpoint(checkpoint: str, *, num_seen: int = 1000, num_held_out: 
     """``ditkit t2i-eval``. ``sampler``, ``steps`` and ``cfg_scale`` None: what the checkpoint records it samples
     best with, else ``PROTOCOL_SAMPLING`` (``SampleSettings.resolved_for``); ``precision`` ``auto`` resolves
     for the device. The report's ``settings`` name the resolved ones."""
-    from ..pipelines import SampleSettings, load_codec, load_for_sampling
-    from ..pipelines.text import is_text_model, load_text_codec
+    from ..pipelines import DiTPipeline, SampleSettings, load_for_sampling
+    from ..pipelines.text import is_text_model
 
     loaded = load_for_sampling(checkpoint, device=device)
     if not is_text_model(loaded.model):
         raise DitkitError(f"{checkpoint} is not a text-to-image model")
     chosen = SampleSettings(sampler=sampler, steps=steps, cfg_scale=cfg_scale, precision=precision).resolved_for(
         loaded, fallback=PROTOCOL_SAMPLING)
-    text_codec = load_text_codec(loaded.text_encoder_config, loaded.model, device=device)
+    pipe = DiTPipeline.from_loaded(loaded, device=device)  # the codec and the text encoder
     prompts, scenes = prompts_and_scenes(num_seen, num_held_out)
     sampling = {"cfg_scale": chosen.cfg_scale, "sampler": chosen.sampler, "steps": chosen.steps}
-    report, read = sample_and_score(loaded.model, prompts, scenes, codec=load_codec(loaded, None, device=device),
-                                    text_codec=text_codec, diffusion_config=loaded.diffusion_config, seed=seed,
+    report, read = sample_and_score(pipe.model, prompts, scenes, codec=pipe.codec,
+                                    text_codec=pipe.text_codec, diffusion_config=pipe.diffusion_config, seed=seed,
                                     batch_size=batch_size, precision=chosen.precision, progress=progress, **sampling)
     report["settings"] = {"checkpoint": loaded.checkpoint, "num_seen": num_seen, "num_held_out": num_held_out,
                           **sampling, "seed": seed, "precision": chosen.precision}

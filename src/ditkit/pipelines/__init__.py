@@ -13,6 +13,9 @@
   ``PromptPlan`` (each sample's prompt; null text or negative prompt for guidance), ``read_prompts_file``,
   ``captioned_grid``
 - ``loading``: the model and codec to sample with: the bundled default, a checkpoint, a ``--vae`` override
+- ``dit``: ``DiTPipeline`` (``load``, ``generate(settings)``, ``save``): a DiT checkpoint with its codec, text
+  encoder, process and recorded sampling — ``UniDiffuser``'s shape; ``load_pipeline``: any checkpoint as the
+  pipeline it is (``ditkit.load``)
 - ``images``: PNGs, grids, the ADM evaluation ``.npz``
 - ``folder``: ``sample_to_folder`` (``ditkit sample``): a self-describing, resumable output folder
 - ``unidiffuser``: ``UniDiffuser``: U-ViT + caption decoder + codec + frozen text / image encoders;
@@ -26,11 +29,12 @@ from .generate import SAMPLERS, GeneratedSamples, generate, generate_batches, sa
 from .labels import classes_to_labels, resolve_labels
 from .settings import SamplingConfig, SamplingSettings
 from .images import make_grid, write_npz
-from .loading import DEFAULT_VAE, default_checkpoint, load_codec, load_for_sampling
+from .loading import DEFAULT_VAE, LoadedModel, default_checkpoint, load_codec, load_for_sampling
+from .dit import DiTPipeline, load_pipeline
 
 __all__ = [
-    "DEFAULT_VAE", "SAMPLERS", "GeneratedSamples", "SampleSettings", "SamplingConfig", "SamplingSettings",
+    "DEFAULT_VAE", "SAMPLERS", "DiTPipeline", "GeneratedSamples", "LoadedModel", "SampleSettings", "SamplingConfig", "SamplingSettings",
     "classes_to_labels", "default_checkpoint", "resolve_labels",
-    "generate", "generate_batches", "load_codec", "load_for_sampling", "make_grid", "sample_seed",
+    "generate", "generate_batches", "load_codec", "load_for_sampling", "load_pipeline", "make_grid", "sample_seed",
     "sample_to_folder", "write_npz",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from ..diffusion import DEFAULT_SAMPLERS, DiffusionConfig, get_sampler
+from ..diffusion import DiffusionConfig
 from ..errors import DitkitError
 from ..version import __version__
 from ..distributed import process_group
@@ -34,9 +34,10 @@ from ..precision import resolve_precision
 from .generate import effective_diffusion_config, generate_batches, plan_sampling
 from .images import make_grid, read_png, save_png, write_npz
 from .labels import classes_to_labels
-from .loading import load_codec, load_for_sampling
-from .settings import SamplingConfig, SamplingSettings
-from .text import captioned_grid, check_conditioning, is_text_model, load_text_codec
+from .dit import DiTPipeline
+from .loading import load_for_sampling
+from .settings import SamplingConfig, SamplingSettings, recorded_sampling
+from .text import captioned_grid, check_conditioning, is_text_model
 
 # What a run writes at the top of its folder: an existing one of these without our run.json is the user's.
 OUTPUT_NAMES = ("grid.png", "samples.npz", "latents.safetensors", "captions.txt")
@@ -67,14 +68,9 @@ class SampleSettings:
         best with (``LoadedModel.sampling``), else ``fallback`` (a caller's protocol, e.g. t2i-eval's), else the
         registry's defaults for its process; ``auto`` precision resolved for the model's device (so the record
         and the command name what was run)."""
-        recorded = {**(fallback or {}), **loaded.sampling}
         family = DiffusionConfig.from_dict(loaded.diffusion_config).process
-        sampler = self.sampler or recorded.get("sampler") or DEFAULT_SAMPLERS[family]
-        steps = self.steps
-        if steps is None:
-            steps = recorded.get("steps") if sampler == recorded.get("sampler") else None
-            steps = get_sampler(sampler).steps_for(family) if steps is None else int(steps)
-        cfg = self.cfg_scale if self.cfg_scale is not None else float(recorded.get("cfg_scale", 1.0))
+        sampler, steps, cfg = recorded_sampling({**(fallback or {}), **loaded.sampling}, family, sampler=self.sampler,
+                                                steps=self.steps, cfg_scale=self.cfg_scale)
         precision = resolve_precision(self.precision, next(loaded.model.parameters()).device)
         return replace(self, sampler=sampler, steps=steps, cfg_scale=cfg, precision=precision)
 
@@ -187,11 +183,10 @@ def sample_to_folder(settings: SampleSettings, out: str | Path, *, batch_size: i
         device = ranks.device
         loaded = load_for_sampling(settings.checkpoint, device=device, num_heads=settings.num_heads)
         settings = settings.resolved_for(loaded)
-        model = loaded.model
-        codec = load_codec(loaded, settings.vae, device=device)
-        check_conditioning(model, classes=settings.classes, prompts=settings.prompts)
-        _check_prompted(model, settings)
-        text_codec = load_text_codec(loaded.text_encoder_config, model, device=device) if is_text_model(model) else None
+        check_conditioning(loaded.model, classes=settings.classes, prompts=settings.prompts)
+        _check_prompted(loaded.model, settings)  # the conditioning is checked before any encoder loads
+        loaded = DiTPipeline.from_loaded(loaded, vae=settings.vae, device=device)
+        model, codec, text_codec = loaded.model, loaded.codec, loaded.text_codec
         if npz and codec is None:
             raise DitkitError("--npz needs decoded images; drop --vae none")
         labels = None if settings.classes is None else \

@@ -36,6 +36,7 @@ class LoadedModel:
     class_names: list[str] | None = None
     text_encoder_config: dict | None = None  # text models: the frozen text encoder they were trained with
     sampling: dict = field(default_factory=dict)  # how the model samples best (sampler, steps, cfg_scale), if recorded
+    extra: dict = field(default_factory=dict)  # the checkpoint's whole ``extra`` (text_encoder and sampling included)
 
 
 def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_overrides) -> LoadedModel:
@@ -52,7 +53,8 @@ def load_for_sampling(checkpoint: str | Path | None, *, device="cpu", **config_o
                        diffusion_config=dict(config.get("diffusion") or {}), codec_config=config.get("codec"),
                        class_names=config.get("class_names"),
                        text_encoder_config=(config.get("extra") or {}).get("text_encoder"),
-                       sampling=dict((config.get("extra") or {}).get("sampling") or {}))
+                       sampling=dict((config.get("extra") or {}).get("sampling") or {}),
+                       extra=dict(config.get("extra") or {}))
 
 
 @contextmanager

@@ -158,3 +158,16 @@ class SamplingSettings:
             raise DitkitError(f"the batch size must be at least 1, got {self.batch_size}")
         if self.num_samples is not None and int(self.num_samples) < 1:
             raise DitkitError(f"the number of samples must be at least 1, got {self.num_samples}")
+
+
+def recorded_sampling(recorded: dict, family: str, *, sampler: str | None = None, steps: int | None = None,
+                      cfg_scale: float | None = None) -> tuple[str, int, float]:
+    """(sampler, steps, guidance scale): the given ones, else what a checkpoint ``recorded`` it samples best with
+    (its ``extra.sampling``; the recorded steps only go with the recorded sampler), else the registry's defaults
+    for a ``family`` process and no guidance."""
+    sampler = sampler or recorded.get("sampler") or DEFAULT_SAMPLERS[family]
+    if steps is None:
+        steps = recorded.get("steps") if sampler == recorded.get("sampler") else None
+        steps = get_sampler(sampler).steps_for(family) if steps is None else int(steps)
+    cfg = cfg_scale if cfg_scale is not None else float(recorded.get("cfg_scale", 1.0))
+    return sampler, steps, cfg
