@@ -17,8 +17,9 @@ from ditkit.diffusion.flow import FlowMatching
 from ditkit.diffusion.unidiffuser import network_evaluations, unidiffuser_sample
 from ditkit.errors import DitkitError
 from ditkit.pipelines.unidiffuser import UniDiffuser
-from ditkit.training import TrainConfig, train
+from ditkit.training import train
 from ditkit.training.unidiffuser_objective import UniDiffuserFlowObjective, UniDiffuserObjective
+from tests.training.test_unidiffuser_training import DECODER, config, decoder_ckpt  # noqa: F401 (a fixture)
 
 FLOW = DiffusionConfig(process="flow", learn_sigma=False, time_sampling="logit-normal")
 SHAPES = {"img": (1, 8, 8), "clip_img": (1, 4), "text": (3, 6)}
@@ -162,24 +163,6 @@ def test_ditkit_uni_bare_uses_the_recorded_sampling(tmp_path):
                           "--sampler", "nope", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
-
-
-DECODER = dict(model="caption-decoder", model_overrides=dict(hidden_size=32, depth=1, num_heads=2))
-UVIT = dict(model="uvit-tiny", model_overrides=dict(hidden_size=32, depth=2, num_heads=2, patch_size=4))
-
-
-def config(out, **kw):
-    base = dict(data="shapes", image_size=16, text_encoder="chars", max_steps=4, global_batch_size=4, ckpt_every=4,
-                log_every=1, sample_every=0, seed=3, progress=False, ema_decay=0.9, threads=1, precision="fp32",
-                out=str(out), **UVIT)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def decoder_ckpt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("decoder")
-    return train(config(out, max_steps=3, ckpt_every=3, lr=3e-3, **DECODER))["checkpoint"]
 
 
 def test_flow_uvit_trains_resumes_exactly_and_samples_from_its_checkpoint(tmp_path, decoder_ckpt):
