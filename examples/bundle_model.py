@@ -46,7 +46,8 @@ TEXT_EVAL_COMMANDS = [
 ]
 TEXT_EXTRACTORS = {"shapes": "attribute-classifier:shapes", "mnist": "classifier:mnist"}  # what reads t2i images
 UNI_EVAL_COMMANDS = [
-    "ditkit uni-eval --checkpoint {model} --num-samples {uni_samples} --seed 0 --out {samples}/metrics.json",
+    "ditkit uni-eval --checkpoint {model} --num-samples {uni_samples} --seed 0 --precision fp32 "
+    "--out {samples}/metrics.json",
 ]
 
 

@@ -44,3 +44,25 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
+
+
+def in_precision(network, precision: str, device: torch.device | str):
+    """``network`` as a sampler calls it: itself in fp32, or under bf16 autocast with its outputs (a tensor or a
+    tuple of them) back in fp32, so guidance and the sampler's update arithmetic stay fp32 either way. The
+    network's attributes (e.g. ``config``) stay reachable through the wrapper."""
+    if resolve_precision(precision, device) == "fp32":
+        return network
+    return _Autocast(network, torch.device(device).type)
+
+
+class _Autocast:
+    def __init__(self, network, device_type: str):
+        self.network, self.device_type = network, device_type
+
+    def __getattr__(self, name):
+        return getattr(self.network, name)
+
+    def __call__(self, *args, **kwargs):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            out = self.network(*args, **kwargs)
+        return out.float() if isinstance(out, torch.Tensor) else type(out)(o.float() for o in out)

@@ -13,6 +13,7 @@ from ditkit.app import explorer, generation, monitor
 from ditkit.app.models import ModelCache, model_choices, recent_checkpoints
 from ditkit.cli import main
 from ditkit.errors import DitkitError
+from ditkit.precision import resolve_precision
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,7 @@ def test_random_seed_is_reported_and_reproducible(cache, tmp_path):
     (dict(steps=float("nan")), "steps"),
     (dict(num_images=2.5), "number of images"),
     (dict(seed=-1), "seed"),
+    (dict(precision="fp16"), "precision must be one of auto, fp32, bf16"),
     (dict(classes=["cat"]), "no class 'cat'"),
     (dict(model="/no/such/folder"), "does not exist"),
 ])
@@ -117,6 +119,7 @@ def test_unidiffuser_models_offer_their_modes(cache, tmp_path, uni_checkpoint):
                                        steps=3, cfg_scale=2.0), cache, out_root=tmp_path,
                               report=lambda d, t: progress.append((d, t)))
     assert t2i.images.shape == (2, 8, 8, 3) and progress[-1] == (3, 3) and len(progress) == 3
+    assert f"--precision {resolve_precision('auto', 'cpu')}" in t2i.command  # the app's default, as run
     args = shlex.split(t2i.command)
     assert args[:3] == ["ditkit", "uni", "t2i"] and args[args.index("--prompt") + 1] == "a red circle"
     out = tmp_path / "uni-cli"

@@ -105,3 +105,31 @@ def test_bare_uni_t2i_uses_the_checkpoints_recorded_sampling(tmp_path, monkeypat
     assert main(argv[1:]) == 0  # the recorded command redraws the image
     assert np.array_equal(np.asarray(Image.open(tmp_path / "replay" / "0000.png")),
                           np.asarray(Image.open(tmp_path / "ditkit-uni" / "0000.png")))
+
+
+def test_uni_takes_batch_size_and_precision_and_records_what_it_ran(tmp_path, monkeypatch, capsys):
+    from ditkit.models.caption_decoder import build_vocab
+    from ditkit.pipelines.unidiffuser import UniDiffuser
+
+    model = UniDiffuser.build(image_size=8, uvit=dict(embed_dim=32, depth=2, num_heads=2, text_dim=8),
+                              text_encoder={"type": "text", "spec": "chars", "max_length": 12},
+                              image_encoder="pooled:2", vocab=build_vocab(["a red circle"]),
+                              decoder=dict(width=32, depth=1, heads=2), seed=0)
+    model.save(tmp_path / "uni")
+    monkeypatch.chdir(tmp_path)
+    flags = ["--checkpoint", str(tmp_path / "uni"), "--steps", "3", "--batch-size", "2", "--precision", "bf16"]
+    assert main(["uni", "joint", "-n", "3", *flags]) == 0, capsys.readouterr().err
+    run = json.loads((tmp_path / "ditkit-uni" / "run.json").read_text())
+    assert (run["batch_size"], run["precision"]) == (2, "bf16")
+    assert "--batch-size 2 --precision bf16" in run["command"]
+    assert sorted(p.name for p in (tmp_path / "ditkit-uni").glob("0*.png")) == ["0000.png", "0001.png", "0002.png"]
+    argv = shlex.split(run["command"])
+    argv[argv.index("--out") + 1] = str(tmp_path / "replay")
+    assert main(argv[1:]) == 0  # the recorded command redraws the same pairs
+    assert (tmp_path / "replay" / "captions.txt").read_text() == (tmp_path / "ditkit-uni" / "captions.txt").read_text()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "replay" / "0002.png")),
+                          np.asarray(Image.open(tmp_path / "ditkit-uni" / "0002.png")))
+    with pytest.raises(SystemExit) as exit_:
+        main(["uni", "joint", *flags[:4], "--precision", "fp16", "--out", "bad"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -165,3 +165,27 @@ def test_word_decoder_learns_its_captions():
     assert decoder.eval().generate(latents) == CAPTIONS
     with pytest.raises(DitkitError, match=r"takes text latents \(B, T, 8\)"):
         decoder.generate(torch.randn(1, 5, 7))
+
+
+def test_batch_size_draws_in_passes_of_their_own_seed(model):
+    whole = model.generate("joint", n=3, steps=3, seed=5)
+    assert torch.equal(whole.images, model.generate("joint", n=3, steps=3, seed=5, batch_size=3).images)
+    split = model.generate("joint", n=3, steps=3, seed=5, batch_size=2)
+    first, second = (model.generate("joint", n=2, steps=3, seed=5), model.generate("joint", n=1, steps=3, seed=6))
+    torch.testing.assert_close(split.images, torch.cat([first.images, second.images]), atol=0, rtol=0)
+    assert split.captions == first.captions + second.captions
+    prompts = model.generate("t2i", prompts=["a red circle", "a blue star"], n=2, steps=3, seed=5, batch_size=3)
+    assert prompts.images.shape[0] == 4  # each prompt twice, in order, over two passes
+    with pytest.raises(DitkitError, match="batch size"):
+        model.generate("joint", n=2, steps=3, batch_size=0)
+
+
+def test_bf16_runs_the_uvit_under_autocast_and_keeps_the_sampler_in_fp32(model):
+    fp32 = model.generate("t2i", prompts="a red circle", n=2, steps=3, seed=5)
+    bf16 = model.generate("t2i", prompts="a red circle", n=2, steps=3, seed=5, precision="bf16")
+    again = model.generate("t2i", prompts="a red circle", n=2, steps=3, seed=5, precision="bf16")
+    assert bf16.latents["img"].dtype == torch.float32 and torch.equal(bf16.images, again.images)
+    assert not torch.equal(bf16.latents["img"], fp32.latents["img"])  # the network's arithmetic changed ...
+    torch.testing.assert_close(bf16.latents["img"], fp32.latents["img"], atol=0.1, rtol=0.05)  # ... only slightly
+    with pytest.raises(DitkitError, match="precision 'fp16'"):
+        model.generate("t2i", prompts="a red circle", steps=3, precision="fp16")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DitkitError
+from ..pipelines.settings import SamplingConfig
+from ..precision import SAMPLING_PRECISIONS, resolve_precision
 from ..progress import CallCounter
 from .results import GenerateResult, write_downloads
 
@@ -35,6 +37,7 @@ class GenerateRequest:
     negative_prompt: str = ""
     mode: str | None = None  # UniDiffuser models: t2i, i2t, joint, ...
     image: str | None = None  # UniDiffuser image modes: an input image file
+    precision: str = SamplingConfig.default("precision")  # resolved for the app's device
 
 
 def _whole(value, what: str, low: int, high: int | None = None) -> int:
@@ -58,6 +61,8 @@ def _check_numbers(request: GenerateRequest, max_images: int) -> int:
         raise DitkitError(f"the guidance scale must be a number, got {request.cfg_scale!r}") from None
     if not math.isfinite(scale) or scale < 0:
         raise DitkitError(f"the guidance scale must be a finite number ≥ 0, got {request.cfg_scale}")
+    if request.precision not in SAMPLING_PRECISIONS:
+        raise DitkitError(f"the precision must be one of {', '.join(SAMPLING_PRECISIONS)}, got {request.precision!r}")
     _whole(request.num_images, "number of images", 1, max_images)
     _whole(request.steps, "number of steps", 1, MAX_STEPS)
     return random.randrange(2**31) if request.seed is None else _whole(request.seed, "seed", 0)
@@ -117,7 +122,8 @@ def _generate_dit(request: GenerateRequest, spec: str, model, seed: int, folder:
     # A bundled name stays a name in the command (it works on any install); a path is made absolute.
     checkpoint = spec if spec in bundled_models() else loaded.checkpoint
     settings = SampleSettings(checkpoint=checkpoint, classes=None if labels is None else tuple(labels),
-                              num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed, **text)
+                              num_samples=n, sampler=request.sampler, steps=steps, cfg_scale=scale, seed=seed,
+                              precision=resolve_precision(request.precision, device), **text)
     # the whole request is one batch (the command below says --batch-size n): one report per sampler step
     counter = CallCounter(steps, report)
     with lock:

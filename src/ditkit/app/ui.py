@@ -119,7 +119,10 @@ def _sampling_inputs(gr):
     from ..diffusion import DEFAULT_SAMPLER, SAMPLERS
     from ..pipelines.settings import SamplingConfig
 
-    label = {f.name: f.metadata["label"] for f in SamplingConfig.knobs(("sampler", "steps", "cfg_scale", "seed"))}
+    from ..precision import SAMPLING_PRECISIONS
+
+    label = {f.name: f.metadata["label"] for f in SamplingConfig.knobs(("sampler", "steps", "cfg_scale", "seed",
+                                                                          "precision"))}
     with gr.Row():
         scale = gr.Number(1.0, label=label["cfg_scale"], info="1 = none; 4 for visuals", elem_id="cfg-scale")
         sampler = gr.Dropdown([(f"{name} — {spec.about}" if spec.about else name, name)
@@ -127,14 +130,17 @@ def _sampling_inputs(gr):
                               info="the sampler registry; choosing one sets its default steps", elem_id="sampler")
         steps = gr.Slider(1, 250, value=SAMPLERS[DEFAULT_SAMPLER].default_steps, step=1, label=label["steps"],
                           elem_id="steps")
-    return scale, sampler, steps, SamplingConfig.default("seed"), label["seed"]
+        precision = gr.Dropdown(list(SAMPLING_PRECISIONS), value=SamplingConfig.default("precision"),
+                                label=label["precision"], info="auto: bf16 where this machine does it natively",
+                                elem_id="precision")
+    return scale, sampler, steps, precision, SamplingConfig.default("seed"), label["seed"]
 
 
 def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
     from ..diffusion import SAMPLERS
 
     c = _model_inputs(gr, settings)
-    scale, sampler, steps, seed_default, seed_label = _sampling_inputs(gr)
+    scale, sampler, steps, precision, seed_default, seed_label = _sampling_inputs(gr)
     with gr.Row():
         seed = gr.Number(seed_default, precision=0, label=seed_label, minimum=0, elem_id="seed")
         random_seed = gr.Checkbox(False, label="random seed")
@@ -154,12 +160,12 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
                     elem_id="downloads")
 
     @_shown_errors
-    def on_generate(model, path, classes, prompt, negative, mode, image, scale, sampler, steps, seed, random_seed,
-                    count, progress=gr.Progress()):
+    def on_generate(model, path, classes, prompt, negative, mode, image, scale, sampler, steps, precision, seed,
+                    random_seed, count, progress=gr.Progress()):
         request = generation.GenerateRequest(
             model=(path or "").strip() or model, classes=classes, sampler=sampler, steps=steps, cfg_scale=scale,
             seed=None if random_seed else seed, num_images=count, prompt=prompt, negative_prompt=negative, mode=mode,
-            image=image)
+            image=image, precision=precision)
         progress(0, desc="loading the model")
 
         def report(done, total):
@@ -172,7 +178,7 @@ def _generate_tab(gr, settings: AppSettings, cache: ModelCache):
         return images, texts, result.command, [str(p) for p in result.downloads]
 
     inputs = [c["model"], c["path"], c["classes"], c["prompt"], c["negative"], c["mode"], c["image"], scale, sampler,
-              steps, seed, random_seed, count]
+              steps, precision, seed, random_seed, count]
     button.click(on_generate, inputs, [gallery, captions, command, files], concurrency_limit=1,
                  concurrency_id="sampling")
     return c

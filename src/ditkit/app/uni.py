@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..diffusion.unidiffuser import network_evaluations
 from ..errors import DitkitError
+from ..precision import resolve_precision
 from ..progress import CallCounter
 
 CHAINED_MODES = ("i2t2i", "t2i2t")  # two sampling passes: image → caption → image, text → image → caption
@@ -29,7 +30,7 @@ def _inputs(request, needs: str | None, notes: list[str]) -> dict:
     return {}
 
 
-def _command(model, request, seed: int, n: int) -> str:
+def _command(model, request, seed: int, n: int, precision: str) -> str:
     # A bundled name stays a name in the command (it works on any install); a path is absolute.
     parts = ["ditkit", "uni", request.mode, "--checkpoint", model.name or model.checkpoint]
     if request.mode in ("t2i", "t2i2t"):
@@ -40,7 +41,8 @@ def _command(model, request, seed: int, n: int) -> str:
 
     sampler = str(request.sampler) if model.model.family == "flow" else None  # the official: its own solver
     parts += ["-n", str(n), *SamplingConfig.command_args(sampler=sampler, steps=int(request.steps),
-                                                         cfg_scale=float(request.cfg_scale), seed=seed)]
+                                                         cfg_scale=float(request.cfg_scale), seed=seed,
+                                                         batch_size=n, precision=precision)]
     return shlex.join([*parts, "--out", "ditkit-uni"])
 
 
@@ -57,10 +59,12 @@ def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
     n, steps = int(request.num_images), int(request.steps)
     sampler = request.sampler if model.model.family == "flow" else None  # the official model: its own solver
     sampling = model.model.sampling_settings(sampler, steps, float(request.cfg_scale))
+    precision = resolve_precision(request.precision, model.model.device)
     # one report per network evaluation (UniDiffuser's callback sees each)
     counter = CallCounter(network_evaluations(request.mode, steps, sampling["sampler"]), report)
     with lock:
-        out = model.model.generate(request.mode, n=n, seed=seed, callback=counter, **sampling, **inputs)
+        out = model.model.generate(request.mode, n=n, seed=seed, callback=counter, precision=precision, **sampling,
+                                   **inputs)  # one pass: the command says --batch-size n
     images = None if out.images is None else to_uint8(out.images)
     texts = list(out.captions or [])
     pngs, downloads = ([], []) if images is None else write_downloads(folder, images, None)
@@ -70,4 +74,4 @@ def generate_uni(request, model, seed: int, folder: Path, *, lock, report=None):
     count = 0 if images is None else len(images)
     captions = texts[:count] if len(texts) >= count else [f"seed {seed} · #{i}" for i in range(count)]
     return GenerateResult(images=images, captions=captions, pngs=pngs, downloads=downloads,
-                          command=_command(model, request, seed, n), seed=seed, texts=texts)
+                          command=_command(model, request, seed, n, precision), seed=seed, texts=texts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .sampling import add_sampling_flags
+
 
 _ABOUT = ("Start ditkit's web app (Gradio) on this machine: a Generate tab (bundled models, checkpoints, "
           "UniDiffuser models), a Train-monitor tab (loss/FID curves, EMA grids of a run folder) and a "
@@ -15,10 +17,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
                                                        "only; 0.0.0.0 opens it to your network)")
     p.add_argument("--port", type=int, help="port (default: 7860, or the next free one)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.add_argument("--runs-dir", default="runs", help="where to look for training runs and their checkpoints "
                                                       "(default: ./runs)")
     p.add_argument("--max-images", type=int, default=16, help="most images one request may ask for (default 16)")
+    add_sampling_flags(p, ("device",))  # the sampling commands' --device; precision and the rest are inputs
     p.set_defaults(func=run)
 
 

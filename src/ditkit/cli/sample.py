@@ -12,7 +12,7 @@ from ..pipelines.text import read_prompts_file
 from .sampling import COMMON, add_sampling_flags, check_counts, sampling_values
 
 # every sampling knob applies to a DiT
-KNOBS = (*COMMON[:3], "guided_channels", "eta", "seed", "batch_size", "precision", "device", "progress")
+KNOBS = (*COMMON[:3], "guided_channels", "eta", *COMMON[3:])
 
 
 def _class_list(text: str) -> tuple[str, ...]:

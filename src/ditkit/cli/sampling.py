@@ -8,9 +8,8 @@ import math
 
 from ..knobs import flag_names
 
-# Every sampling command takes these; the rest apply to some models only (guided channels and eta: DiTs;
-# precision: DiTs, the UniDiffuser samples in fp32; batch size: the commands that draw in batches).
-COMMON = ("sampler", "steps", "cfg_scale", "seed", "device", "progress")
+# Every sampling command takes these; guided channels and eta apply to DiTs only (``ditkit sample``).
+COMMON = ("sampler", "steps", "cfg_scale", "seed", "batch_size", "precision", "device", "progress")
 
 
 def finite_float(text: str) -> float:

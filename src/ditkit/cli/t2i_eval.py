@@ -9,7 +9,7 @@ import sys
 from ..errors import DitkitError
 from .sampling import COMMON, add_sampling_flags, check_counts, sampling_values
 
-KNOBS = (*COMMON[:4], "batch_size", "precision", "device", "progress")
+KNOBS = COMMON
 
 
 def add_parser(subparsers) -> None:

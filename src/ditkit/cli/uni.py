@@ -9,7 +9,7 @@ from ..diffusion.unidiffuser import MODES, network_evaluations
 from ..errors import DitkitError
 from .sampling import COMMON, add_sampling_flags, check_counts, resolve_device
 
-# The UniDiffuser samples in fp32, one call per request: no --precision, --batch-size, --eta or --guided-channels.
+# DiTs' --eta and --guided-channels do not apply to a UniDiffuser.
 KNOBS = COMMON
 
 _ABOUT = {"t2i": "text → image (--prompt)", "i2t": "image → caption (--image)", "joint": "image-caption pairs (-n)",
@@ -54,9 +54,12 @@ def _load(args):
 def run(args) -> int:
     import torch
 
+    from ..pipelines.unidiffuser import MODE_INPUTS
     from ..pipelines.uni_folder import check_uni_out, read_image_list, write_uni_folder
+    from ..precision import resolve_precision
 
-    check_counts(steps=args.steps, num_samples=args.num_samples, beam_size=args.beam_size)
+    check_counts(steps=args.steps, num_samples=args.num_samples, beam_size=args.beam_size,
+                 batch_size=args.batch_size)
     resolve_device(args)
     check_uni_out(args.out)  # before any work: a folder that is not an earlier uni output is never replaced
     notes: list[str] = []
@@ -66,15 +69,19 @@ def run(args) -> int:
         images = torch.cat([model.prepare_images(image, notes) for image in images])
     n = args.num_samples or (4 if args.mode in ("joint", "i", "t") else None)
     sampling = model.sampling_settings(args.sampler, args.steps, args.cfg_scale)
-    with _progress(args, sampling) as callback:
+    precision = resolve_precision(args.precision, args.device)  # recorded as resolved, as `sample` records it
+    given = {"prompts": args.prompt, "images": images}.get(MODE_INPUTS[args.mode])
+    samples = (n or 1) * (1 if given is None else len(given))
+    with _progress(args, sampling, -(-samples // args.batch_size)) as callback:
         out = model.generate(args.mode, n=n, prompts=args.prompt, images=images, seed=args.seed,
-                             beam_size=args.beam_size, callback=callback, **sampling)
+                             beam_size=args.beam_size, callback=callback, precision=precision,
+                             batch_size=args.batch_size, **sampling)
     out.notes[:0] = list(dict.fromkeys(notes))
     intermediate = _keep_intermediate(model, out, args.beam_size)
     settings = {"checkpoint": args.checkpoint, "uvit": args.uvit, "caption_decoder": args.caption_decoder,
                 "prompts": args.prompt, "images": args.image, "num_samples": n, **sampling,
-                "seed": args.seed, "beam_size": args.beam_size, **intermediate,
-                "command": uni_command(args, n, sampling)}
+                "seed": args.seed, "batch_size": args.batch_size, "precision": precision,
+                "beam_size": args.beam_size, **intermediate, "command": uni_command(args, n, sampling, precision)}
     for note in out.notes:
         print(f"note: {note}")
     for caption in out.captions or []:
@@ -84,7 +91,7 @@ def run(args) -> int:
     return 0
 
 
-def uni_command(args, n: int | None, sampling: dict) -> str:
+def uni_command(args, n: int | None, sampling: dict, precision: str) -> str:
     """A ``ditkit uni`` command that redraws this run: its inputs, and the sampling it resolved
     (``SamplingConfig.command_args``), so it names the recorded defaults a bare command used."""
     from ..pipelines.settings import SamplingConfig
@@ -100,17 +107,18 @@ def uni_command(args, n: int | None, sampling: dict) -> str:
         if value is not None:
             parts += [flag, value]
     parts += SamplingConfig.command_args(sampler=sampling["sampler"], steps=sampling["steps"],
-                                         cfg_scale=sampling["scale"], seed=args.seed)
+                                         cfg_scale=sampling["scale"], seed=args.seed,
+                                         batch_size=args.batch_size, precision=precision)
     return shlex.join([*parts, "--beam-size", str(args.beam_size), "--out", str(args.out)])
 
 
 @contextmanager
-def _progress(args, sampling: dict):
-    """A callback per network evaluation of the sampler, shown as ``sample`` shows it (plain lines off a
-    terminal)."""
+def _progress(args, sampling: dict, passes: int):
+    """A callback per network evaluation of the sampler (``passes`` batches of samples), shown as ``sample`` shows
+    it (plain lines off a terminal)."""
     from ..progress import progress_bar
 
-    total = network_evaluations(args.mode, sampling["steps"], sampling["sampler"])
+    total = network_evaluations(args.mode, sampling["steps"], sampling["sampler"]) * passes
     with progress_bar(total=total, desc=f"uni {args.mode}", unit="step", disable=not args.progress) as bar:
         yield lambda **_: bar.update(1) if bar.n < total else None
 

@@ -10,7 +10,7 @@ import sys
 from ..errors import DitkitError
 from .sampling import COMMON, add_sampling_flags, check_counts, resolve_device
 
-KNOBS = (*COMMON[:4], "batch_size", "device", "progress")  # the UniDiffuser samples in fp32
+KNOBS = COMMON
 
 
 def add_parser(subparsers) -> None:
@@ -38,6 +38,7 @@ def run(args) -> int:
     from ..evaluation.unidiffuser_eval import checkpoint_data, evaluate_unidiffuser, scoring_for
     from ..fileio import atomic_write_json, check_output_file
     from ..pipelines.unidiffuser import UniDiffuser
+    from ..precision import resolve_precision
 
     check_counts(num_samples=args.num_samples, steps=args.steps, batch_size=args.batch_size,
                  beam_size=args.beam_size)
@@ -52,10 +53,12 @@ def run(args) -> int:
     scoring = scoring_for(data)
     classifier = _classifier(scoring, args.classifier, args.device) if set(modes) - {"i2t"} else None
     sampling = model.sampling_settings(args.sampler, args.steps, args.cfg_scale)
+    precision = resolve_precision(args.precision, args.device)  # recorded as resolved
     scores = evaluate_unidiffuser(model, modes, args.num_samples, data=scoring.data, classifier=classifier,
                                   seed=args.seed, batch_size=args.batch_size, beam_size=args.beam_size,
-                                  progress=args.progress, **sampling)
+                                  precision=precision, progress=args.progress, **sampling)
     given = {k: getattr(args, k) for k in ("modes", "num_samples", "seed", "batch_size", "beam_size", "classifier")}
+    given["precision"] = precision
     record = {"checkpoint": args.checkpoint, "data": scoring.data, "settings": {**sampling, **given},
               "scores": scores}
     for mode, score in scores.items():

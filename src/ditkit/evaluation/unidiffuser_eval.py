@@ -147,18 +147,20 @@ def _classifier(scoring: UniScoring, classifier, model):
 
 def evaluate_t2i(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], classifier=None,
                  split: str = "test", steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50,
+                 precision: str = "fp32",
                  bar=None, **_) -> dict:
     _check_count(count)
     prompts, targets, _image = scoring.test_items(count, model.image_size, split)
     images = [model.generate("t2i", prompts=prompts[a:b], steps=steps, scale=scale, seed=seed + k,
-                             sampler=sampler, long_prompts="truncate").images
+                             sampler=sampler, long_prompts="truncate", precision=precision).images
               for k, (a, b) in enumerate(_batches(count, batch_size, bar))]
     seen = scoring.read_images(_classifier(scoring, classifier, model), torch.cat(images))
     return scoring.score_images(seen, targets)
 
 
 def evaluate_i2t(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], split: str = "test",
-                 steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50, beam_size: int = 5,
+                 steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50,
+                 precision: str = "fp32", beam_size: int = 5,
                  bar=None, **_) -> dict:
     _check_count(count)
     truth, targets, image = scoring.test_items(count, model.image_size, split)
@@ -166,20 +168,21 @@ def evaluate_i2t(model, count: int = 500, *, scoring: UniScoring = SCORINGS["sha
     for k, (a, b) in enumerate(_batches(count, batch_size, bar)):
         images = torch.stack([image(i) for i in range(a, b)])  # (B, C, H, W) in [-1, 1]
         captions += model.generate("i2t", images=images, steps=steps, scale=scale, seed=seed + k,
-                                   beam_size=beam_size, sampler=sampler).captions
+                                   beam_size=beam_size, sampler=sampler, precision=precision).captions
     score = scoring.score_captions(captions, targets)
     score["examples"] = [{"true": truth[i], "generated": captions[i]} for i in range(min(count, 8))]
     return score
 
 
 def evaluate_joint(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], classifier=None,
-                   steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50, beam_size: int = 5,
+                   steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50,
+                 precision: str = "fp32", beam_size: int = 5,
                    bar=None, **_) -> dict:
     _check_count(count)
     images, captions = [], []
     for k, (a, b) in enumerate(_batches(count, batch_size, bar)):
         out = model.generate("joint", n=b - a, steps=steps, scale=scale, seed=seed + k, beam_size=beam_size,
-                             sampler=sampler)
+                             sampler=sampler, precision=precision)
         images.append(out.images)
         captions += out.captions
     seen = scoring.read_images(_classifier(scoring, classifier, model), torch.cat(images))
@@ -194,7 +197,8 @@ EVALUATIONS = {"t2i": evaluate_t2i, "i2t": evaluate_i2t, "joint": evaluate_joint
 def evaluate_unidiffuser(model, modes=("t2i", "i2t", "joint"), count: int = 500, *, data: str | None = None,
                          progress: bool = False, **settings) -> dict:
     """Every requested mode's score on ``data``'s test split (``SCORINGS``; None: ``DEFAULT_DATA``);
-    ``settings``: sampler, steps, scale (None: the model's recorded ones), seed, batch_size, beam_size, classifier. ``progress``: samples done, as ``sample``
+    ``settings``: sampler, steps, scale (None: the model's recorded ones), seed, batch_size, beam_size, classifier,
+    precision (the U-ViT's arithmetic: fp32, bf16 or auto). ``progress``: samples done, as ``sample``
     shows it (plain lines off a terminal)."""
     unknown = [m for m in modes if m not in EVALUATIONS]
     if unknown:

@@ -18,7 +18,7 @@ import torch
 from ..diffusion import SAMPLERS, DiffusionConfig, IndexedNoise, get_sampler, run_sampler, sample_seed
 from ..errors import DitkitError
 from ..imaging import to_uint8
-from ..precision import resolve_precision
+from ..precision import in_precision
 from ..progress import bar_callback, chain_callbacks, progress_bar
 from .labels import resolve_labels
 from .settings import SamplingSettings
@@ -132,22 +132,9 @@ def _draw(model, plan: SamplingPlan, batch_indices: list[int], device, callback=
     if plan.text is not None:  # the prompts, and the null text (or negative prompt) to guide away from
         y, uncond = plan.text.condition(batch_indices, device)
     # guidance runs the conditional and null halves as one batched forward
-    denoiser = cfg_denoiser(_in_precision(model, s.precision, device), y, s.cfg_scale, guided_channels=s.guided_channels,
+    denoiser = cfg_denoiser(in_precision(model, s.precision, device), y, s.cfg_scale, guided_channels=s.guided_channels,
                             null_class=getattr(model, "null_class", None), uncond=uncond)
     return run_sampler(s.sampler, denoiser, plan.process, x_T, noise_sampler=noise, callback=callback, **s.options)
-
-
-def _in_precision(model, precision: str, device: torch.device):
-    """The network as the sampler calls it: in fp32, or under bf16 autocast with its output back in fp32,
-    so guidance and the sampler's update arithmetic stay fp32 either way."""
-    if resolve_precision(precision, device) == "fp32":
-        return model
-
-    def network(x, t, y):
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            return model(x, t, y).float()
-
-    return network
 
 
 def _batches(model, plan: SamplingPlan, indices: list[int], *, codec, device, progress,

@@ -34,6 +34,7 @@ from ..diffusion.unidiffuser import GENERATES, MODES, OFFICIAL_SAMPLER, make_dra
 from ..errors import DitkitError
 from ..models.caption_decoder import GPT2PrefixDecoder, PrefixDecoder, WordPrefixDecoder
 from ..models.uvit import UViT, UViTConfig, load_uvit_state_dict
+from ..precision import SAMPLING_PRECISIONS, in_precision
 
 __all__ = ["UniDiffuser", "UniOutput", "TextNorm", "make_text_encoder", "MODE_INPUTS", "DEFAULT_SAMPLING"]
 
@@ -325,20 +326,35 @@ class UniDiffuser(nn.Module):
     @torch.no_grad()
     def generate(self, mode: str, *, n: int | None = None, prompts=None, images=None, steps: int | None = None,
                  scale: float | None = None, seed: int = 0, draw=None, beam_size: int = 5, callback=None,
-                 sampler: str | None = None, long_prompts: str = "error") -> UniOutput:
+                 sampler: str | None = None, long_prompts: str = "error", precision: str = "fp32",
+                 batch_size: int | None = None) -> UniOutput:
         """Run one mode. t2i/t2i2t take ``prompts``, i2t/i2t2i ``images`` ((N,C,H,W) in [-1,1]), each repeated
         ``n`` times (default once); joint, i and t draw ``n`` samples. ``sampler``/``steps``/``scale`` left out
         are the checkpoint's recorded ones (``sampling_settings``). A prompt longer than the text encoder reads
-        is an error, or with ``long_prompts="truncate"`` cut as training cut the data's captions (evaluation)."""
+        is an error, or with ``long_prompts="truncate"`` cut as training cut the data's captions (evaluation).
+        ``precision``: the U-ViT's arithmetic (fp32, bf16 autocast, or auto: bf16 where the hardware does it
+        natively); the sampler's stays fp32. ``batch_size``: the most samples per sampling pass; more are drawn
+        in passes, pass k with seed + k (None: one pass, seed itself)."""
         if mode not in MODES:
             raise DitkitError(f"unknown UniDiffuser mode {mode!r}; expected one of {', '.join(MODES)}.")
+        if batch_size is not None and int(batch_size) < 1:
+            raise DitkitError(f"the batch size must be at least 1, got {batch_size}.")
+        if precision not in SAMPLING_PRECISIONS:
+            raise DitkitError(f"unknown sampling precision {precision!r}; choose {', '.join(SAMPLING_PRECISIONS)}.")
         settings = self.sampling_settings(sampler, steps, scale)
         out = UniOutput(mode)
         cond, n = self._conditions(mode, n, prompts, images, seed, out.notes, long_prompts)
-        generator = torch.Generator().manual_seed(int(seed))
-        latents = unidiffuser_sample(self.uvit, mode, n, cond=cond, steps=settings["steps"], scale=settings["scale"],
-                                     draw=draw or make_draw(generator=generator), device=self.device,
-                                     callback=callback, process=self.process, sampler=settings["sampler"])
+        network = in_precision(self.uvit, precision, self.device)
+        size = n if batch_size is None else int(batch_size)
+        passes = []
+        for k, start in enumerate(range(0, n, size)):
+            part = {key: value[start:start + size] for key, value in cond.items()}
+            generator = torch.Generator().manual_seed(int(seed) + k)
+            passes.append(unidiffuser_sample(network, mode, min(size, n - start), cond=part, steps=settings["steps"],
+                                             scale=settings["scale"], draw=draw or make_draw(generator=generator),
+                                             device=self.device, callback=callback, process=self.process,
+                                             sampler=settings["sampler"]))
+        latents = {key: torch.cat([p[key] for p in passes]) for key in passes[0]}
         if "text" in latents and self.text_norm is not None:
             latents["text"] = self.text_norm.denormalize(latents["text"])  # the decoder reads raw text tokens
         out.latents = latents
