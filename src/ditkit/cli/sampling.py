@@ -54,6 +54,16 @@ def add_sampling_flags(parser, names=COMMON, *, title: str = "sampling") -> None
                            metavar=meta.get("metavar"), **common)
 
 
+def add_scoring_parser(subparsers, name: str, *, help: str, description: str, checkpoint: dict):
+    """A scoring command's parser (``t2i-eval``, ``uni-eval``): its ``--checkpoint`` (``checkpoint``: the
+    argument's keywords), ``--out JSON`` and the sampling flags; the caller adds what it scores."""
+    p = subparsers.add_parser(name, help=help, description=description)
+    p.add_argument("--checkpoint", metavar="PATH", **checkpoint)
+    p.add_argument("--out", metavar="JSON", help="also write the scores here (a file, written whole or not at all)")
+    add_sampling_flags(p)
+    return p
+
+
 def sampling_values(args, names=COMMON) -> dict:
     """The parsed values of the knobs ``names``, by field name."""
     from ..pipelines.settings import SamplingConfig

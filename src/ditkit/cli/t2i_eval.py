@@ -7,25 +7,22 @@ import json
 import sys
 
 from ..errors import DitkitError
-from .sampling import COMMON, add_sampling_flags, check_counts, sampling_values
+from .sampling import add_scoring_parser, check_counts, sampling_values
 
-KNOBS = COMMON
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "t2i-eval", help="text-to-image on the captioned shapes: attribute accuracy, seen and held-out combinations",
-        description="Sample a text-to-image checkpoint once per prompt on captions of the test split (colour–shape "
-                    "combinations seen in training) and of the held-out split (combinations never trained on); the "
-                    "bundled attribute classifier reads each image back. Reports accuracy per attribute and "
-                    "all-correct, seen and held-out separately. Sampler, steps and guidance: the checkpoint's "
-                    "record, else the scoring protocol's (dpm++, 20 steps, guidance 4: what training's periodic evaluation uses).")
-    p.add_argument("--checkpoint", default="shapes-t2i", metavar="PATH",
-                   help="a text-to-image checkpoint folder or bundled name (default shapes-t2i)")
+    description = ("Sample a text-to-image checkpoint once per prompt on captions of the test split (colour–shape "
+                   "combinations seen in training) and of the held-out split (combinations never trained on); the "
+                   "bundled attribute classifier reads each image back. Reports accuracy per attribute and "
+                   "all-correct, seen and held-out separately. Sampler, steps and guidance: the checkpoint's record, "
+                   "else the scoring protocol's (dpm++, 20 steps, guidance 4: what training's periodic evaluation "
+                   "uses).")
+    p = add_scoring_parser(subparsers, "t2i-eval", description=description, checkpoint=dict(
+        default="shapes-t2i", help="a text-to-image checkpoint folder or bundled name (default shapes-t2i)"),
+        help="text-to-image on the captioned shapes: attribute accuracy, seen and held-out combinations")
     p.add_argument("--num-seen", type=int, default=1000, help="test-split prompts (default 1000)")
     p.add_argument("--num-held-out", type=int, default=500, help="held-out-split prompts (default 500)")
-    p.add_argument("--out", metavar="JSON", help="also write the report here (a file)")
-    add_sampling_flags(p, KNOBS)
     p.set_defaults(func=run)
 
 
@@ -39,7 +36,7 @@ def run(args) -> int:
     check_counts(steps=args.steps, batch_size=args.batch_size)
     if args.out:
         check_output_file(args.out)  # before the sampling, not after it
-    knobs = sampling_values(args, KNOBS)
+    knobs = sampling_values(args)
     knobs["device"] = str(pick_device(knobs["device"]))
     report = evaluate_checkpoint(args.checkpoint, num_seen=args.num_seen, num_held_out=args.num_held_out, **knobs)
     for part in ("seen", "held_out"):

@@ -8,28 +8,23 @@ import os
 import sys
 
 from ..errors import DitkitError
-from .sampling import COMMON, add_sampling_flags, check_counts, resolve_device
-
-KNOBS = COMMON
-
+from .sampling import add_scoring_parser, check_counts, resolve_device
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "uni-eval", help="UniDiffuser t2i / i2t accuracy and joint agreement (captioned shapes or MNIST)",
+    p = add_scoring_parser(
+        subparsers, "uni-eval", help="UniDiffuser t2i / i2t accuracy and joint agreement (captioned shapes or MNIST)",
         description="Score a UniDiffuser checkpoint on the test split of the data it was trained on (shapes: "
                     "the attribute classifier and parse_caption; mnist: the bundled MNIST classifier and the digit "
                     "named by the caption). t2i: the classifier reads images generated from test captions; i2t: "
                     "generated captions of test images are read back and compared with the truth; joint: the "
-                    "classifier's reading of each generated image against its generated caption.")
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a ditkit UniDiffuser checkpoint folder")
+                    "classifier's reading of each generated image against its generated caption.",
+        checkpoint=dict(required=True, help="a ditkit UniDiffuser checkpoint folder"))
     p.add_argument("--modes", default="t2i,i2t,joint", help="comma-separated, from t2i, i2t, joint (default all)")
     p.add_argument("-n", "--num-samples", type=int, default=500, help="samples per mode (default 500)")
     p.add_argument("--beam-size", type=int, default=5, help="caption beam search width (default 5)")
     p.add_argument("--data", metavar="shapes|mnist", help="score as a model of this data (default: the data the "
                    "checkpoint records it was trained on; shapes if it records none)")
     p.add_argument("--classifier", metavar="PATH", help="the data's classifier .safetensors (default: bundled)")
-    p.add_argument("--out", metavar="JSON", help="also write the scores here (a file)")
-    add_sampling_flags(p, KNOBS)
     p.set_defaults(func=run)
 
 
