@@ -23,7 +23,7 @@ from ..diffusion.unidiffuser import MODES
 from ..fileio import atomic_dir, check_replaceable, check_writable
 from ..imaging import IMAGE_EXTENSIONS, from_uint8, to_8bit, to_uint8
 from ..version import __version__
-from .images import make_grid
+from .images import make_grid, save_png
 from .unidiffuser import UniOutput
 
 __all__ = ["check_uni_out", "is_uni_output", "read_image_list", "read_images", "write_uni_folder"]
@@ -104,10 +104,9 @@ def write_uni_folder(out: UniOutput, folder, settings: dict) -> list[Path]:
         if out.images is not None:
             pixels = to_uint8(out.images)  # (N, H, W, C)
             for i, image in enumerate(pixels):
-                Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(tmp / f"{i:04d}.png")
+                save_png(image, tmp / f"{i:04d}.png")  # as `ditkit sample` writes its samples and grid
                 names.append(f"{i:04d}.png")
-            grid = make_grid(pixels)
-            Image.fromarray(grid.squeeze(-1) if grid.shape[-1] == 1 else grid).save(tmp / "grid.png")
+            save_png(make_grid(pixels), tmp / "grid.png")
             names.append("grid.png")
         if out.captions is not None:
             (tmp / "captions.txt").write_text("".join(f"{c}\n" for c in out.captions), encoding="utf-8")
