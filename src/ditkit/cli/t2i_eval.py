@@ -10,7 +10,6 @@ from ..errors import DitkitError
 from .sampling import add_scoring_parser, check_counts, sampling_values
 
 
-
 def add_parser(subparsers) -> None:
     description = ("Sample a text-to-image checkpoint once per prompt on captions of the test split (colour–shape "
                    "combinations seen in training) and of the held-out split (combinations never trained on); the "

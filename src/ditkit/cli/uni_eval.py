@@ -10,6 +10,7 @@ import sys
 from ..errors import DitkitError
 from .sampling import add_scoring_parser, check_counts, resolve_device
 
+
 def add_parser(subparsers) -> None:
     p = add_scoring_parser(
         subparsers, "uni-eval", help="UniDiffuser t2i / i2t accuracy and joint agreement (captioned shapes or MNIST)",

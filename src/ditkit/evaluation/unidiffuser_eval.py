@@ -146,8 +146,8 @@ def _classifier(scoring: UniScoring, classifier, model):
 
 
 def evaluate_t2i(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], classifier=None,
-                 split: str = "test", steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50,
-                 precision: str = "fp32",
+                 split: str = "test", steps: int | None = None, scale: float | None = None,
+                 sampler: str | None = None, seed: int = 0, batch_size: int = 50, precision: str = "fp32",
                  bar=None, **_) -> dict:
     _check_count(count)
     prompts, targets, _image = scoring.test_items(count, model.image_size, split)
@@ -159,9 +159,8 @@ def evaluate_t2i(model, count: int = 500, *, scoring: UniScoring = SCORINGS["sha
 
 
 def evaluate_i2t(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], split: str = "test",
-                 steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50,
-                 precision: str = "fp32", beam_size: int = 5,
-                 bar=None, **_) -> dict:
+                 steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0,
+                 batch_size: int = 50, precision: str = "fp32", beam_size: int = 5, bar=None, **_) -> dict:
     _check_count(count)
     truth, targets, image = scoring.test_items(count, model.image_size, split)
     captions = []
@@ -175,9 +174,8 @@ def evaluate_i2t(model, count: int = 500, *, scoring: UniScoring = SCORINGS["sha
 
 
 def evaluate_joint(model, count: int = 500, *, scoring: UniScoring = SCORINGS["shapes"], classifier=None,
-                   steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0, batch_size: int = 50,
-                 precision: str = "fp32", beam_size: int = 5,
-                   bar=None, **_) -> dict:
+                   steps: int | None = None, scale: float | None = None, sampler: str | None = None, seed: int = 0,
+                   batch_size: int = 50, precision: str = "fp32", beam_size: int = 5, bar=None, **_) -> dict:
     _check_count(count)
     images, captions = [], []
     for k, (a, b) in enumerate(_batches(count, batch_size, bar)):
